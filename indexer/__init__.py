@@ -1,0 +1,1 @@
+"""iorag's write path and shared core: documents -> chunks -> embeddings -> vector store."""

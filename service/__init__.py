@@ -1,0 +1,1 @@
+"""iorag's read path and faces: retrieval, prompts within budget, answers; HTTP, CLI, library."""
