@@ -47,6 +47,8 @@ class ModelInfo:
     source: str = "catalog"
     #: Which docs table lists it: `current`, `earlier`, or `api` for models only /models knows.
     listed: str = "current"
+    #: Free tokens a day the docs give for this model's main use (embeddings or chat), if any.
+    daily_quota_tokens: int | None = None
 
     @property
     def embedding_limit(self) -> int | None:
@@ -127,6 +129,7 @@ _EMBEDDING_MODELS: tuple[ModelInfo, ...] = (
         tokenizer="gemma",
         dims=3_584,
         query_template="<instruct>{task}\n<query>{query}",
+        daily_quota_tokens=1_000_000,
     ),
     ModelInfo(
         id="mixedbread-ai/mxbai-embed-large-v1",
@@ -136,6 +139,7 @@ _EMBEDDING_MODELS: tuple[ModelInfo, ...] = (
         dims=1_024,
         query_template="Represent this sentence for searching relevant passages: {query}",
         listed="earlier",
+        daily_quota_tokens=50_000_000,
     ),
     # Trained at 256 tokens (ONNX Runtime accepts 512, quality drops past 256).
     ModelInfo(
@@ -204,7 +208,15 @@ class Catalog:
 def default_catalog() -> Catalog:
     """Every model from the docs, plus the local embedding model."""
     chat = (
-        ModelInfo(id=model_id, kind="chat", context_length=length, tokenizer=_family(model_id), listed=listed)
+        ModelInfo(
+            id=model_id,
+            kind="chat",
+            context_length=length,
+            tokenizer=_family(model_id),
+            listed=listed,
+            # Vision models have no chat quota in the docs; the rest get 1,000,000 a day.
+            daily_quota_tokens=None if ("-VL-" in model_id or "Vision" in model_id) else 1_000_000,
+        )
         for model_id, length, listed in _CHAT_MODELS
     )
     return Catalog((*chat, *_EMBEDDING_MODELS))

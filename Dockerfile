@@ -1,0 +1,19 @@
+# iorag HTTP server. Offline by default; pass -e IOINTELLIGENCE_API_KEY=... for IO Intelligence.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 IORAG_INDEX_DIR=/data/index
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY indexer ./indexer
+COPY service ./service
+COPY corpora ./corpora
+RUN pip install --no-cache-dir . \
+    && useradd --create-home --uid 1000 iorag \
+    && mkdir -p /data && chown iorag /data
+
+USER iorag
+VOLUME ["/data"]
+EXPOSE 8000
+# Index the sample corpus on first start when the volume is empty, then serve.
+CMD ["sh", "-c", "[ -e \"$IORAG_INDEX_DIR/CURRENT\" ] || iorag index corpora/; exec iorag serve --host 0.0.0.0 --port 8000"]

@@ -1,0 +1,469 @@
+"""Indexer: sources -> chunks -> embeddings -> a published snapshot, incremental and resumable.
+
+Every run computes the whole final index (documents, chunks) and takes each
+chunk's vector from the embedding cache, embedding only what the cache lacks.
+Vectors are committed to the cache batch by batch as they arrive, so a crash,
+Ctrl-C or exhausted quota loses at most the batches in flight, and the next
+run picks up from the cache. The snapshot is published atomically at the end:
+readers see either the old index or the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .catalog import LOCAL_EMBEDDING_MODEL, Catalog, ModelInfo, default_catalog
+from .chunking import ChunkingConfig, chunk_document
+from .embedders import RemoteOptions, make_embedder
+from .embedding import Embedder, plan_batches
+from .errors import ConfigError, IoragError, QuotaExhaustedError
+from .models import Chunk, Document, sha256_hex
+from .sources import SourceProblem, in_scope, scan
+from .store import DocumentRecord, IndexDirectory, Snapshot
+
+#: Bump when chunking changes in a way that changes chunk boundaries.
+CHUNKER_VERSION = 1
+#: Default chunk size cap: long chunks blur retrieval and crowd prompts.
+DEFAULT_CHUNK_TOKENS = 512
+
+#: Called with (chunks embedded so far, chunks to embed in this run).
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class IndexReport:
+    """What a run did (or, for a dry run, would do)."""
+
+    embedding_model: str
+    dry_run: bool = False
+    documents: int = 0
+    chunks: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    #: Chunks whose vectors the cache already had.
+    cached_chunks: int = 0
+    chunks_to_embed: int = 0
+    tokens_to_embed: int = 0
+    requests_planned: int = 0
+    chunks_embedded: int = 0
+    tokens_embedded: int = 0
+    #: The model's documented free tokens a day, when known (for dry runs).
+    daily_quota_tokens: int | None = None
+    problems: list[SourceProblem] = field(default_factory=list)
+    seconds: float = 0.0
+    snapshot: str | None = None
+    published: bool = False
+    missing_ids: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for people."""
+        verb = "would embed" if self.dry_run else "embedded"
+        done = self.chunks_to_embed if self.dry_run else self.chunks_embedded
+        tokens = self.tokens_to_embed if self.dry_run else self.tokens_embedded
+        line = (
+            f"{self.documents} documents, {self.chunks} chunks "
+            f"(+{self.added} ~{self.updated} -{self.removed}); {verb} {done} chunks, "
+            f"{tokens} tokens in {self.requests_planned} requests; {self.cached_chunks} from cache; "
+            f"{self.seconds:.1f}s"
+        )
+        if self.problems:
+            line += f"; {len(self.problems)} skipped (see above)"
+        return line
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The final state a run builds toward."""
+
+    model: ModelInfo
+    config: ChunkingConfig
+    records: list[DocumentRecord]
+    chunks: list[Chunk]
+    hashes: list[str]
+    report: IndexReport
+    changed: bool
+
+
+class Indexer:
+    """Indexes documents into an index directory.
+
+    Args:
+        index_dir: where the index lives (created on first write).
+        embedding_model: model to index with. None keeps the index's current
+            model, or `default_embedding_model` for a new index. Naming another
+            model than the index's builds a new index beside it and switches
+            when complete.
+        embedder: an embedder to use instead of building one from the model id.
+        chunk_tokens: chunk size cap; None: min(model limit, 512).
+        overlap: tokens of overlap between neighbouring chunks.
+        remote: how to reach IO Intelligence for remote models.
+        progress: called as embeddings arrive.
+    """
+
+    def __init__(
+        self,
+        index_dir: str | Path,
+        *,
+        embedding_model: str | None = None,
+        default_embedding_model: str = LOCAL_EMBEDDING_MODEL,
+        embedder: Embedder | None = None,
+        chunk_tokens: int | None = None,
+        overlap: int = 0,
+        remote: RemoteOptions | None = None,
+        catalog: Catalog | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.directory = IndexDirectory(Path(index_dir))
+        self.catalog = catalog or default_catalog()
+        self._explicit_model = embedding_model
+        self._default_model = default_embedding_model
+        self._embedder = embedder
+        self._chunk_tokens = chunk_tokens
+        self._overlap = overlap
+        self._remote = remote
+        self._progress = progress
+
+    # -- public, sync ---------------------------------------------------------
+
+    def index(self, paths: Sequence[str | Path], *, dry_run: bool = False) -> IndexReport:
+        """Index files, directories or globs; documents from these paths whose file is gone are removed."""
+        return asyncio.run(self.aindex(paths, dry_run=dry_run))
+
+    def add_documents(self, documents: Sequence[Document], *, dry_run: bool = False) -> IndexReport:
+        """Add or replace documents by id."""
+        return asyncio.run(self.aadd_documents(documents, dry_run=dry_run))
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> IndexReport:
+        """Remove documents by id; `report.missing_ids` lists ids that were not indexed."""
+        return asyncio.run(self.adelete_documents(doc_ids))
+
+    # -- public, async --------------------------------------------------------
+
+    async def aindex(self, paths: Sequence[str | Path], *, dry_run: bool = False) -> IndexReport:
+        if not paths:
+            raise ConfigError("no paths to index", hint="name files, directories or globs")
+        started = time.monotonic()
+        result = await asyncio.to_thread(scan, list(paths))
+        scope = list(paths)
+
+        def removed(record: DocumentRecord) -> bool:
+            return record.source != "api" and in_scope(record.source, scope)
+
+        report = await self._run(result.documents, removed, dry_run=dry_run, started=started)
+        report.problems = list(result.problems) + report.problems
+        return report
+
+    async def aadd_documents(self, documents: Sequence[Document], *, dry_run: bool = False) -> IndexReport:
+        return await self._run(list(documents), lambda record: False, dry_run=dry_run, started=time.monotonic())
+
+    async def adelete_documents(self, doc_ids: Iterable[str]) -> IndexReport:
+        wanted = set(doc_ids)
+        report = await self._run([], lambda record: record.doc_id in wanted, dry_run=False, started=time.monotonic())
+        return report
+
+    # -- the run --------------------------------------------------------------
+
+    async def _run(
+        self,
+        incoming: list[Document],
+        drop: Callable[[DocumentRecord], bool],
+        *,
+        dry_run: bool,
+        started: float,
+    ) -> IndexReport:
+        if dry_run:
+            current = self._open_current()
+            try:
+                plan = self._plan(current, incoming, drop, dry_run=True)
+                with self.directory.cache() as cache:
+                    missing = cache.missing(plan.model.id, plan.hashes)
+                self._account(plan, missing)
+            finally:
+                if current is not None:
+                    current.close()
+            plan.report.seconds = time.monotonic() - started
+            return plan.report
+
+        with self.directory.writer() as writer:
+            current = self._open_current()
+            try:
+                plan = self._plan(current, incoming, drop, dry_run=False)
+            finally:
+                if current is not None:
+                    current.close()
+            missing = writer.cache.missing(plan.model.id, plan.hashes)
+            self._account(plan, missing)
+            if missing:
+                await self._embed(plan, missing, writer.cache)
+            if plan.changed or missing:
+                vectors = self._vectors(plan, writer.cache)
+                manifest = writer.publish(
+                    embedding_model=plan.model.id,
+                    dims=vectors.shape[1],
+                    documents=plan.records,
+                    chunks=plan.chunks,
+                    vectors=vectors,
+                    extra={"chunking": self._config_key(plan.model, plan.config)},
+                )
+                plan.report.snapshot = manifest.snapshot
+                plan.report.published = True
+            else:
+                plan.report.snapshot = self.directory.current_id()
+        plan.report.seconds = time.monotonic() - started
+        return plan.report
+
+    def _open_current(self) -> Snapshot | None:
+        return self.directory.open_current() if self.directory.exists() else None
+
+    def _resolve_model(self, current: Snapshot | None) -> ModelInfo:
+        if self._embedder is not None:
+            return self._embedder.model
+        model_id = self._explicit_model or (current.manifest.embedding_model if current else self._default_model)
+        return self.catalog.get(model_id, kind="embedding")
+
+    def _chunking(self, model: ModelInfo) -> ChunkingConfig:
+        limit = model.embedding_limit
+        if limit is None:
+            raise ConfigError(f"{model.id} has no known token limit")
+        size = self._chunk_tokens or min(limit, DEFAULT_CHUNK_TOKENS)
+        if size > limit:
+            raise ConfigError(f"--chunk-tokens {size} is over {model.id}'s limit of {limit} tokens")
+        if self._overlap >= size // 2:
+            raise ConfigError(f"--overlap {self._overlap} must be under half the chunk size ({size})")
+        return ChunkingConfig(max_tokens=size, overlap=self._overlap)
+
+    @staticmethod
+    def _config_key(model: ModelInfo, config: ChunkingConfig) -> dict[str, object]:
+        return {
+            "model": model.id,
+            "max_tokens": config.max_tokens,
+            "overlap": config.overlap,
+            "version": CHUNKER_VERSION,
+        }
+
+    def _plan(
+        self,
+        current: Snapshot | None,
+        incoming: list[Document],
+        drop: Callable[[DocumentRecord], bool],
+        *,
+        dry_run: bool,
+    ) -> _Plan:
+        model = self._resolve_model(current)
+        config = self._chunking(model)
+        report = IndexReport(embedding_model=model.id, dry_run=dry_run, daily_quota_tokens=model.daily_quota_tokens)
+
+        old_records = current.documents() if current else {}
+        same_chunking = bool(current) and current.manifest.extra.get("chunking") == self._config_key(model, config)
+        old_chunks: dict[str, list[Chunk]] = {}
+        if current and same_chunking:
+            for chunk in current.chunks():
+                old_chunks.setdefault(chunk.doc_id, []).append(chunk)
+
+        final: dict[str, Document | DocumentRecord] = {}
+        for record in old_records.values():
+            if not drop(record):
+                final[record.doc_id] = record
+        report.removed = len(old_records) - len(final)
+        seen: set[str] = set()
+        for document in incoming:
+            if document.id in seen:
+                report.problems.append(SourceProblem(document.source, f"duplicate document id {document.id!r}"))
+                continue
+            seen.add(document.id)
+            previous = old_records.get(document.id)
+            if previous is None:
+                report.added += 1
+            elif previous.content_hash != document.content_hash:
+                report.updated += 1
+            else:
+                report.unchanged += 1
+            if previous is not None and drop(previous):
+                report.removed -= 1  # it is still here, just read again
+            final[document.id] = document
+
+        counter_model = model
+        records: list[DocumentRecord] = []
+        chunks: list[Chunk] = []
+        from .tokens import counter_for
+
+        counter = counter_for(counter_model)
+        for doc_id in sorted(final):
+            item = final[doc_id]
+            previous = old_records.get(doc_id)
+            reuse = (
+                previous is not None
+                and previous.content_hash == _content_hash(item)
+                and doc_id in old_chunks
+            )
+            if reuse:
+                doc_chunks = old_chunks[doc_id]
+            else:
+                doc_chunks = chunk_document(_as_document(item), counter, config)
+            if not doc_chunks:
+                report.problems.append(SourceProblem(_source_of(item), f"document {doc_id!r} has no text"))
+                continue
+            records.append(_record(item, doc_chunks))
+            chunks.extend(doc_chunks)
+
+        report.documents = len(records)
+        report.chunks = len(chunks)
+        model_switch = bool(current) and current.manifest.embedding_model != model.id
+        changed = (
+            current is None
+            or model_switch
+            or not same_chunking
+            or report.added > 0
+            or report.updated > 0
+            or report.removed > 0
+        )
+        hashes = [sha256_hex(chunk.embedding_text) for chunk in chunks]
+        return _Plan(model, config, records, chunks, hashes, report, changed)
+
+    def _account(self, plan: _Plan, missing: list[str]) -> None:
+        """Fill the report's before-embedding figures: what the cache lacks and how it would be sent."""
+        report = plan.report
+        missing_set = set(missing)
+        report.cached_chunks = sum(1 for h in plan.hashes if h not in missing_set)
+        texts = self._texts_for(plan, missing)
+        embedder_limits = self._batch_limits(plan.model)
+        counts = _counter(plan.model).count_many(texts) if texts else []
+        report.chunks_to_embed = len(missing)
+        report.tokens_to_embed = int(sum(counts))
+        report.requests_planned = len(plan_batches(counts, *embedder_limits)) if counts else 0
+
+    def _batch_limits(self, model: ModelInfo) -> tuple[int, int]:
+        if self._embedder is not None:
+            return self._embedder.max_batch_items, self._embedder.max_batch_tokens
+        if model.provider == "local":
+            from .local import LocalEmbedder
+
+            return LocalEmbedder.max_batch_items, LocalEmbedder.max_batch_items * (model.embedding_limit or 256)
+        from .remote import default_batch_limits
+
+        options = self._remote or RemoteOptions()
+        items, tokens = default_batch_limits(model)
+        return options.batch_items or items, options.batch_tokens or tokens
+
+    @staticmethod
+    def _texts_for(plan: _Plan, hashes: Sequence[str]) -> list[str]:
+        by_hash: dict[str, str] = {}
+        wanted = set(hashes)
+        for chunk, text_hash in zip(plan.chunks, plan.hashes):
+            if text_hash in wanted and text_hash not in by_hash:
+                by_hash[text_hash] = chunk.embedding_text
+        return [by_hash[h] for h in hashes]
+
+    def embedder_for(self, model: ModelInfo) -> Embedder:
+        """The embedder this indexer uses for `model` (built once)."""
+        if self._embedder is None:
+            self._embedder = make_embedder(model.id, self._remote, self.catalog)
+        if self._embedder.model.id != model.id:
+            raise ConfigError(f"the embedder is for {self._embedder.model.id}, the index needs {model.id}")
+        return self._embedder
+
+    async def _embed(self, plan: _Plan, missing: list[str], cache) -> None:  # type: ignore[no-untyped-def]
+        """Embed what the cache lacks, committing every batch to the cache as it arrives."""
+        embedder = self.embedder_for(plan.model)
+        texts = self._texts_for(plan, missing)
+        counts = embedder.counter.count_many(texts)
+        batches = plan_batches(counts, embedder.max_batch_items, embedder.max_batch_tokens)
+        gate = asyncio.Semaphore(max(1, embedder.concurrency))
+        total = len(texts)
+        done = 0
+        report = plan.report
+
+        async def run(batch: list[int]) -> None:
+            nonlocal done
+            async with gate:
+                vectors = await embedder.embed_batch([texts[i] for i in batch])
+            # Commit before anything else can fail: this batch is never paid for twice.
+            cache.put_many(plan.model.id, [(missing[i], vectors[row]) for row, i in enumerate(batch)])
+            done += len(batch)
+            report.chunks_embedded += len(batch)
+            report.tokens_embedded += sum(counts[i] for i in batch)
+            if self._progress:
+                self._progress(done, total)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for batch in batches:
+                    group.create_task(run(batch))
+        except* QuotaExhaustedError as errors:
+            first = errors.exceptions[0]
+            raise QuotaExhaustedError(
+                f"embedding quota exhausted: {done} of {total} new chunks embedded and saved, "
+                f"{total - done} left; {first}",
+                status_code=429,
+            ) from first
+        except* IoragError as errors:
+            raise errors.exceptions[0] from None
+
+    def _vectors(self, plan: _Plan, cache) -> np.ndarray:  # type: ignore[no-untyped-def]
+        found = cache.get_many(plan.model.id, list(dict.fromkeys(plan.hashes)))
+        lacking = [h for h in plan.hashes if h not in found]
+        if lacking:
+            raise ConfigError(f"{len(lacking)} chunks have no embedding after the run; rerun to complete")
+        dims = plan.model.dims or next(iter(found.values())).shape[0]
+        if not plan.hashes:
+            return np.zeros((0, dims), dtype=np.float32)
+        return np.stack([found[h] for h in plan.hashes]).astype(np.float32, copy=False)
+
+    async def aclose(self) -> None:
+        if self._embedder is not None:
+            await self._embedder.aclose()
+
+
+def _counter(model: ModelInfo):  # type: ignore[no-untyped-def]
+    from .tokens import counter_for
+
+    return counter_for(model)
+
+
+def _content_hash(item: Document | DocumentRecord) -> str:
+    return item.content_hash
+
+
+def _source_of(item: Document | DocumentRecord) -> str:
+    return item.source
+
+
+def _as_document(item: Document | DocumentRecord) -> Document:
+    if isinstance(item, Document):
+        return item
+    return Document(id=item.doc_id, text=item.text, title=item.title, metadata=item.metadata, source=item.source)
+
+
+def _record(item: Document | DocumentRecord, chunks: list[Chunk]) -> DocumentRecord:
+    chunk_ids = tuple(c.chunk_id for c in chunks)
+    if isinstance(item, DocumentRecord):
+        return DocumentRecord(
+            doc_id=item.doc_id,
+            source=item.source,
+            content_hash=item.content_hash,
+            title=item.title,
+            metadata=item.metadata,
+            chunk_ids=chunk_ids,
+            text=item.text,
+        )
+    return DocumentRecord(
+        doc_id=item.id,
+        source=item.source,
+        content_hash=item.content_hash,
+        title=item.title,
+        metadata=dict(item.metadata),
+        chunk_ids=chunk_ids,
+        text=item.text,
+    )
+
+
+def _metadata(value: Mapping[str, object] | None) -> dict[str, object]:
+    return dict(value or {})

@@ -1,0 +1,5 @@
+"""`python -m service` runs the iorag command."""
+
+from .cli import main
+
+main()

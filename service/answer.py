@@ -1,0 +1,192 @@
+"""Turning retrieved chunks into an answer: an IO Intelligence chat model, or extractive offline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Sequence
+
+from indexer.api import IOIntelligenceClient
+from indexer.catalog import EXTRACTIVE_MODEL, ModelInfo
+from indexer.errors import ContextLengthError
+from indexer.models import ScoredChunk
+from indexer.tokens import counter_for
+
+from .citations import map_citations
+from .extractive import extractive_answer
+from .prompting import PackedPrompt, TokenRatioTracker, budget_for, pack_prompt, shrink_budget
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ContextReport:
+    """How much retrieved context went into the answer."""
+
+    chunks: int
+    tokens: int
+    dropped: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer with the sources it was drawn from; `[n]` in the text is `sources[n-1]`."""
+
+    answer: str
+    model: str
+    sources: list[ScoredChunk]
+    usage: Usage
+    context: ContextReport
+    #: 0-based positions in `sources` that the answer cites.
+    cited: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AnswerEvent:
+    """One piece of a streamed answer: a text `delta`, or the final `answer`."""
+
+    delta: str = ""
+    answer: Answer | None = None
+
+
+def answer_extractively(question: str, ranked: Sequence[ScoredChunk]) -> Answer:
+    """The offline answer: sentences from the sources, cited."""
+    picked = extractive_answer(question, ranked)
+    tokens = sum(hit.chunk.tokens for hit in ranked)
+    return Answer(
+        answer=picked.text,
+        model=EXTRACTIVE_MODEL,
+        sources=list(ranked),
+        usage=Usage(),
+        context=ContextReport(chunks=len(ranked), tokens=tokens, dropped=0),
+        cited=picked.cited,
+    )
+
+
+class ChatAnswerer:
+    """Answers with an IO Intelligence chat model, the prompt always inside the model's budget."""
+
+    def __init__(self, client: IOIntelligenceClient, tracker: TokenRatioTracker | None = None) -> None:
+        self.client = client
+        self.tracker = tracker or TokenRatioTracker()
+
+    def pack(self, question: str, ranked: Sequence[ScoredChunk], model: ModelInfo, max_completion_tokens: int | None) -> PackedPrompt:
+        budget = budget_for(
+            model,
+            max_completion_tokens=max_completion_tokens,
+            margin_ratio=self.tracker.margin_ratio(model.id),
+        )
+        return pack_prompt(question, ranked, counter_for(model), budget)
+
+    async def answer(
+        self,
+        question: str,
+        ranked: Sequence[ScoredChunk],
+        model: ModelInfo,
+        *,
+        max_completion_tokens: int | None = None,
+    ) -> Answer:
+        packed = self.pack(question, ranked, model, max_completion_tokens)
+        try:
+            result = await self.client.chat(
+                model.id, packed.messages, max_completion_tokens=packed.max_completion_tokens
+            )
+        except ContextLengthError as exc:
+            # Our count was an estimate and the server disagrees: shrink by what it reports, once.
+            packed = self._repack(question, ranked, model, packed, exc)
+            result = await self.client.chat(
+                model.id, packed.messages, max_completion_tokens=packed.max_completion_tokens
+            )
+        if result.usage.prompt_tokens:
+            self.tracker.observe(model.id, packed.prompt_tokens, result.usage.prompt_tokens)
+        return self._finish(model, packed, result.content, result.usage.prompt_tokens, result.usage.completion_tokens)
+
+    async def stream(
+        self,
+        question: str,
+        ranked: Sequence[ScoredChunk],
+        model: ModelInfo,
+        *,
+        max_completion_tokens: int | None = None,
+    ) -> AsyncIterator[AnswerEvent]:
+        packed = self.pack(question, ranked, model, max_completion_tokens)
+        parts: list[str] = []
+        prompt_tokens = completion_tokens = 0
+        try:
+            stream = self.client.chat_stream(
+                model.id, packed.messages, max_completion_tokens=packed.max_completion_tokens
+            )
+            async for delta in stream:
+                if delta.usage is not None:
+                    prompt_tokens = delta.usage.prompt_tokens
+                    completion_tokens = delta.usage.completion_tokens
+                if delta.content and not delta.reasoning:
+                    parts.append(delta.content)
+                    yield AnswerEvent(delta=delta.content)
+        except ContextLengthError as exc:
+            if parts:
+                raise
+            full = await self.answer(question, ranked, model, max_completion_tokens=max_completion_tokens)
+            del exc
+            yield AnswerEvent(delta=full.answer)
+            yield AnswerEvent(answer=full)
+            return
+        if prompt_tokens:
+            self.tracker.observe(model.id, packed.prompt_tokens, prompt_tokens)
+        yield AnswerEvent(answer=self._finish(model, packed, "".join(parts), prompt_tokens, completion_tokens))
+
+    def _repack(
+        self,
+        question: str,
+        ranked: Sequence[ScoredChunk],
+        model: ModelInfo,
+        packed: PackedPrompt,
+        exc: ContextLengthError,
+    ) -> PackedPrompt:
+        excess = (exc.requested or 0) - (exc.limit or 0)
+        if exc.requested and packed.prompt_tokens:
+            self.tracker.observe(model.id, packed.prompt_tokens, exc.requested - packed.max_completion_tokens)
+        budget = shrink_budget(packed.budget_spec, max(excess, 0))
+        return pack_prompt(question, ranked, counter_for(model), budget)
+
+    @staticmethod
+    def _finish(model: ModelInfo, packed: PackedPrompt, text: str, prompt_tokens: int, completion_tokens: int) -> Answer:
+        return Answer(
+            answer=text.strip(),
+            model=model.id,
+            sources=list(packed.sources),
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+            context=ContextReport(chunks=len(packed.sources), tokens=packed.prompt_tokens, dropped=packed.dropped),
+            cited=map_citations(text, packed.sources),
+        )
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    """The contract's JSON shape for an answer."""
+    return {
+        "answer": answer.answer,
+        "model": answer.model,
+        "sources": [hit_json(hit) for hit in answer.sources],
+        "usage": {"prompt_tokens": answer.usage.prompt_tokens, "completion_tokens": answer.usage.completion_tokens},
+        "context": {
+            "chunks": answer.context.chunks,
+            "tokens": answer.context.tokens,
+            "dropped": answer.context.dropped,
+        },
+        "cited": [i + 1 for i in answer.cited],
+    }
+
+
+def hit_json(hit: ScoredChunk) -> dict[str, Any]:
+    chunk = hit.chunk
+    return {
+        "chunk_id": chunk.chunk_id,
+        "doc_id": chunk.doc_id,
+        "title": chunk.title,
+        "headings": list(chunk.headings),
+        "text": chunk.text,
+        "score": round(hit.score, 6),
+    }

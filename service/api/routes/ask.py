@@ -1,0 +1,39 @@
+"""POST /v1/ask: an answer with sources, plain or streamed."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter
+
+from ...answer import answer_json
+from ..deps import ServiceDep
+from ..schemas import AskRequest, AskResponse
+from ..sse import sse_response
+
+router = APIRouter(prefix="/v1", tags=["ask"])
+
+
+@router.post("/ask", response_model=AskResponse, responses={200: {"content": {"text/event-stream": {}}}})
+async def ask(body: AskRequest, service: ServiceDep) -> Any:
+    """Retrieve context and answer. With `stream`, server-sent events: `{"delta"}` pieces, then the full answer."""
+    options = {"model": body.model, "top_k": body.top_k, "max_completion_tokens": body.max_completion_tokens}
+    if not body.stream:
+        return answer_json(await service.aask(body.question, **options))
+    # Resolve the model and retrieve before the stream opens, so those errors keep their status code.
+    events = service.aask_stream(body.question, **options)
+    first = await anext(events)
+
+    async def relay() -> AsyncIterator[dict[str, Any]]:
+        event = first
+        while True:
+            if event.answer is not None:
+                yield answer_json(event.answer)
+            else:
+                yield {"delta": event.delta}
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:
+                return
+
+    return sse_response(relay())

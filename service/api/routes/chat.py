@@ -1,0 +1,95 @@
+"""POST /v1/chat/completions: OpenAI-compatible, answered with retrieval.
+
+The last user message is the question; the reply is the RAG answer, with the
+sources in an extra `sources` field that OpenAI clients ignore.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter
+
+from ...answer import Answer, hit_json
+from ...errors import QueryError
+from ..deps import ServiceDep
+from ..schemas import ChatCompletionRequest
+from ..sse import sse_response
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def _question(body: ChatCompletionRequest) -> str:
+    for message in reversed(body.messages):
+        if message.role != "user":
+            continue
+        if isinstance(message.content, str):
+            return message.content
+        if isinstance(message.content, list):
+            return " ".join(str(p.get("text", "")) for p in message.content if p.get("type") == "text")
+    raise QueryError("no user message to answer")
+
+
+def _usage(answer: Answer) -> dict[str, int]:
+    prompt, completion = answer.usage.prompt_tokens, answer.usage.completion_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, service: ServiceDep) -> Any:
+    """Answer the last user message from the index (set `stream` for server-sent chunks)."""
+    question = _question(body)
+    model = None if body.model in (None, "", "iorag") else body.model
+    options = {
+        "model": model,
+        "top_k": body.top_k,
+        "max_completion_tokens": body.max_completion_tokens or body.max_tokens,
+    }
+    completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    if not body.stream:
+        answer = await service.aask(question, **options)
+        return {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": answer.model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": answer.answer}, "finish_reason": "stop"}
+            ],
+            "usage": _usage(answer),
+            "sources": [hit_json(hit) for hit in answer.sources],
+        }
+
+    events = service.aask_stream(question, **options)
+    first = await anext(events)
+
+    def chunk(delta: dict[str, Any], model_id: str, finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model_id,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    async def relay() -> AsyncIterator[dict[str, Any]]:
+        model_id = model or service.settings.resolved_chat_model()
+        yield chunk({"role": "assistant"}, model_id)
+        event = first
+        while True:
+            if event.answer is not None:
+                final = chunk({}, event.answer.model, "stop")
+                final["usage"] = _usage(event.answer)
+                final["sources"] = [hit_json(hit) for hit in event.answer.sources]
+                yield final
+            elif event.delta:
+                yield chunk({"content": event.delta}, model_id)
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:
+                return
+
+    return sse_response(relay())

@@ -1,0 +1,42 @@
+"""POST /v1/documents and DELETE /v1/documents/{id}: change the index over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from indexer.models import Document
+
+from ...errors import DocumentNotFoundError
+from ..deps import ServiceDep
+from ..schemas import DeleteResponse, DocumentsRequest, DocumentsResponse
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
+
+
+@router.post("", response_model=DocumentsResponse)
+async def add_documents(body: DocumentsRequest, service: ServiceDep) -> Any:
+    """Add or replace documents by id; only new or changed chunks are embedded."""
+    documents = [
+        Document(id=d.id, text=d.text, title=d.title, metadata=d.metadata, source="api") for d in body.documents
+    ]
+    report = await service.aadd_documents(documents)
+    return {
+        "added": report.added,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "documents": report.documents,
+        "chunks": report.chunks,
+        "chunks_embedded": report.chunks_embedded,
+        "problems": [f"{p.source}: {p.reason}" for p in report.problems],
+    }
+
+
+@router.delete("/{doc_id:path}", response_model=DeleteResponse, responses={404: {"description": "not indexed"}})
+async def delete_document(doc_id: str, service: ServiceDep) -> Any:
+    """Remove a document from the dense index, the lexical index and the metadata together."""
+    report = await service.adelete_documents([doc_id])
+    if report.removed == 0:
+        raise DocumentNotFoundError(f"no document with id {doc_id!r}")
+    return {"deleted": doc_id, "documents": report.documents, "chunks": report.chunks}

@@ -1,0 +1,19 @@
+"""POST /v1/search: ranked chunks for a query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from ...answer import hit_json
+from ..deps import ServiceDep
+from ..schemas import SearchRequest, SearchResponse
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+
+@router.post("/search", response_model=SearchResponse)
+async def search(body: SearchRequest, service: ServiceDep) -> Any:
+    hits = await service.asearch(body.query, body.top_k, body.mode)
+    return {"results": [hit_json(hit) for hit in hits]}

@@ -1,0 +1,116 @@
+"""Wire schemas, named by role (request, response, hit)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Hit(BaseModel):
+    chunk_id: str
+    doc_id: str
+    title: str
+    headings: list[str] = []
+    text: str
+    score: float
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=20_000)
+    top_k: int | None = Field(default=None, ge=1, le=1000)
+    mode: Literal["hybrid", "dense", "lexical"] | None = None
+
+
+class SearchResponse(BaseModel):
+    results: list[Hit]
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=20_000)
+    model: str | None = Field(default=None, description="Chat model id, or `extractive`.")
+    top_k: int | None = Field(default=None, ge=1, le=1000)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ContextOut(BaseModel):
+    chunks: int
+    tokens: int
+    dropped: int
+
+
+class AskResponse(BaseModel):
+    answer: str
+    model: str
+    sources: list[Hit]
+    usage: UsageOut
+    context: ContextOut
+    cited: list[int] = Field(default=[], description="1-based numbers of the sources the answer cites.")
+
+
+class DocumentIn(BaseModel):
+    id: str = Field(min_length=1, max_length=1024)
+    text: str = Field(min_length=1)
+    title: str = ""
+    metadata: dict[str, Any] = {}
+
+
+class DocumentsRequest(BaseModel):
+    documents: list[DocumentIn] = Field(min_length=1, max_length=10_000)
+
+
+class DocumentsResponse(BaseModel):
+    added: int
+    updated: int
+    unchanged: int
+    documents: int
+    chunks: int
+    chunks_embedded: int
+    problems: list[str] = []
+
+
+class DeleteResponse(BaseModel):
+    deleted: str
+    documents: int
+    chunks: int
+
+
+class ModelOut(BaseModel):
+    id: str
+    kind: str
+    context_length: int | None
+    max_output_tokens: int | None
+    embedding_limit: int | None
+    dims: int | None
+    provider: str
+    source: str
+    listed: str
+    tokenizer: str
+    daily_quota_tokens: int | None
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelOut]
+    note: str = ""
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI-style request; the last user message is the question."""
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, description="Deprecated; use max_completion_tokens.")
+    top_k: int | None = Field(default=None, ge=1, le=1000, description="iorag extension: chunks to retrieve.")

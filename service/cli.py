@@ -1,0 +1,336 @@
+"""The `iorag` command: a thin shell over Indexer and RagService.
+
+Exit status: 0 success, 1 runtime failure, 2 usage error, 3 quota exhausted
+(what was embedded is kept; rerun after the quota refreshes to resume),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from pydantic import ValidationError
+
+from indexer.errors import IoragError, QuotaExhaustedError
+from indexer.pipeline import Indexer, IndexReport
+
+from .config import Settings
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_QUOTA = 3
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    click.echo(f"iorag: error: {message}", err=True)
+    sys.exit(code)
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Settings from the environment, with the flags that were given laid over it."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "settings"
+        fail(f"invalid setting {where}: {problem['msg']}", EXIT_USAGE)
+
+
+class IoragGroup(click.Group):
+    """Turns expected failures into one line and an exit status, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QuotaExhaustedError as exc:
+            fail(exc.user_message(), EXIT_QUOTA)
+        except IoragError as exc:
+            fail(exc.user_message())
+        except KeyboardInterrupt:
+            fail("interrupted; what was embedded is saved and a rerun resumes", EXIT_INTERRUPTED)
+        except OSError as exc:
+            fail(f"{exc.filename or 'I/O'}: {exc.strerror or exc}")
+
+
+index_option = click.option(
+    "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), help="Index directory [env IORAG_INDEX_DIR, default ./.iorag]."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+
+
+@click.group(cls=IoragGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="iorag")
+def cli() -> None:
+    """Retrieval-augmented search over IO Intelligence, offline by default.
+
+    With IOINTELLIGENCE_API_KEY set, IO Intelligence models are used;
+    without it, a local embedding model and extractive answers.
+    """
+
+
+def _progress_bar(total_hint: str) -> tuple[Any, Any]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="chunk", desc=total_hint, disable=None, file=sys.stderr, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, update
+
+
+def _report_json(report: IndexReport) -> dict[str, Any]:
+    data = dict(vars(report))
+    data["problems"] = [{"source": p.source, "reason": p.reason} for p in report.problems]
+    return data
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@index_option
+@click.option("--embedding-model", help="Embedding model id [env IORAG_EMBEDDING_MODEL].")
+@click.option("--chunk-tokens", type=click.IntRange(min=16), help="Chunk size cap in tokens (default: min(model limit, 512)).")
+@click.option("--overlap", type=click.IntRange(min=0), help="Tokens shared by neighbouring chunks (default 0).")
+@click.option("--dry-run", is_flag=True, help="Count documents, chunks, tokens and requests; send nothing.")
+@json_option
+def index(
+    paths: tuple[str, ...],
+    index_dir: Path | None,
+    embedding_model: str | None,
+    chunk_tokens: int | None,
+    overlap: int | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Index files, directories (recursive) or globs: .txt .md .html .jsonl."""
+    settings = settings_from(
+        index_dir=index_dir, embedding_model=embedding_model, chunk_tokens=chunk_tokens, chunk_overlap=overlap
+    )
+    bar, update = _progress_bar("embedding")
+    indexer = build_indexer(settings, progress=update)
+    try:
+        report = asyncio.run(_index(indexer, list(paths), dry_run))
+    finally:
+        bar.close()
+    for problem in report.problems:
+        click.echo(f"iorag: skipped {problem.source}: {problem.reason}", err=True)
+    if as_json:
+        click.echo(json.dumps(_report_json(report), indent=2))
+    else:
+        click.echo(report.summary())
+        if dry_run and report.daily_quota_tokens:
+            share = report.tokens_to_embed / report.daily_quota_tokens
+            click.echo(f"{report.embedding_model}: {share:.1%} of its documented daily quota of {report.daily_quota_tokens:,} tokens")
+    if report.documents == 0 and not dry_run:
+        fail("nothing was indexed: no readable document under the given paths")
+
+
+async def _index(indexer: Indexer, paths: list[str], dry_run: bool) -> IndexReport:
+    try:
+        return await indexer.aindex(paths, dry_run=dry_run)
+    finally:
+        await indexer.aclose()
+
+
+def build_indexer(settings: Settings, progress: Any = None) -> Indexer:
+    from .rag import remote_options
+
+    return Indexer(
+        settings.index_dir,
+        embedding_model=settings.embedding_model,
+        default_embedding_model=settings.default_embedding_model(),
+        chunk_tokens=settings.chunk_tokens,
+        overlap=settings.chunk_overlap,
+        remote=remote_options(settings),
+        progress=progress,
+    )
+
+
+@cli.command()
+@click.argument("query")
+@index_option
+@click.option("-k", "top_k", type=click.IntRange(1, 1000), help="How many chunks (default 8).")
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), help="Search mode (default hybrid).")
+@json_option
+def search(query: str, index_dir: Path | None, top_k: int | None, mode: str | None, as_json: bool) -> None:
+    """Print the chunks that best match QUERY."""
+    from .answer import hit_json
+    from .rag import RagService
+
+    settings = settings_from(index_dir=index_dir, top_k=top_k, search_mode=mode)
+    with RagService(settings) as service:
+        hits = service.search(query)
+    if as_json:
+        click.echo(json.dumps({"results": [hit_json(h) for h in hits]}, indent=2, ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("no match")
+    for rank, hit in enumerate(hits, start=1):
+        header = hit.chunk.header or hit.chunk.doc_id
+        click.echo(f"{rank:>2}. [{hit.score:.4f}] {hit.chunk.doc_id} :: {header}")
+        click.echo("    " + _preview(hit.chunk.text))
+
+
+def _preview(text: str, width: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@cli.command()
+@click.argument("question")
+@index_option
+@click.option("--model", help="Chat model id, or `extractive` [env IORAG_CHAT_MODEL].")
+@click.option("-k", "top_k", type=click.IntRange(1, 1000), help="How many chunks to retrieve (default 8).")
+@click.option("--max-completion-tokens", type=click.IntRange(min=1), help="Cap on the answer's tokens.")
+@json_option
+def ask(
+    question: str,
+    index_dir: Path | None,
+    model: str | None,
+    top_k: int | None,
+    max_completion_tokens: int | None,
+    as_json: bool,
+) -> None:
+    """Answer QUESTION from the index, with numbered sources."""
+    from .answer import answer_json
+    from .rag import RagService
+
+    settings = settings_from(index_dir=index_dir, top_k=top_k, chat_model=model)
+    with RagService(settings) as service:
+        answer = service.ask(question, max_completion_tokens=max_completion_tokens)
+    if as_json:
+        click.echo(json.dumps(answer_json(answer), indent=2, ensure_ascii=False))
+        return
+    click.echo(answer.answer)
+    click.echo("")
+    cited = set(answer.cited) or set(range(len(answer.sources)))
+    for position, hit in enumerate(answer.sources):
+        if position in cited:
+            click.echo(f"[{position + 1}] {hit.chunk.doc_id} :: {hit.chunk.header or hit.chunk.doc_id}")
+    click.echo(
+        f"({answer.model}; {answer.context.chunks} chunks, {answer.context.tokens} tokens of context, "
+        f"{answer.context.dropped} dropped)",
+        err=True,
+    )
+
+
+@cli.command()
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def serve(index_dir: Path | None, host: str, port: int) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from .api.app import create_app
+
+    settings = settings_from(index_dir=index_dir)
+    click.echo(f"iorag: serving {settings.index_dir} on http://{host}:{port} (docs at /docs)", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@cli.command()
+@json_option
+@click.option("--remote/--no-remote", default=None, help="Ask IO Intelligence's /models (default: when a key is set).")
+def models(as_json: bool, remote: bool | None) -> None:
+    """List models with context length, output cap, embedding limit and where each figure came from."""
+    from .model_list import list_models, model_json
+
+    settings = settings_from()
+    listed, note = asyncio.run(list_models(settings, remote))
+    if note:
+        click.echo(f"iorag: {note}", err=True)
+    if as_json:
+        click.echo(json.dumps({"models": [model_json(m) for m in listed]}, indent=2))
+        return
+    click.echo(f"{'model':<58} {'kind':<9} {'context':>8} {'output':>7} {'embed':>6} {'dims':>5}  source")
+    for m in listed:
+        click.echo(
+            f"{m.id:<58} {m.kind:<9} {_num(m.context_length):>8} {_num(m.max_output_tokens):>7} "
+            f"{_num(m.embedding_limit):>6} {_num(m.dims):>5}  {m.source}"
+        )
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+@cli.command(name="eval")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@index_option
+@click.option("-k", "depth", type=click.IntRange(100, 5000), default=300, show_default=True, help="Chunks retrieved per query.")
+@click.option("--mode", "modes", multiple=True, type=click.Choice(["hybrid", "dense", "lexical"]), help="Modes to score (default: all three).")
+@click.option("--embedding-model", help="Embedding model id.")
+@json_option
+def evaluate_command(
+    dataset_dir: Path,
+    index_dir: Path | None,
+    depth: int,
+    modes: tuple[str, ...],
+    embedding_model: str | None,
+    as_json: bool,
+) -> None:
+    """Score retrieval on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)."""
+    import time
+
+    from .evaluate import evaluate, load_dataset
+    from .rag import RagService
+
+    dataset = load_dataset(dataset_dir)
+    index_dir = index_dir or Path(".iorag-eval") / dataset.name
+    settings = settings_from(index_dir=index_dir, embedding_model=embedding_model, reload_interval=0)
+    bar, update = _progress_bar(f"indexing {dataset.name}")
+    started = time.monotonic()
+    try:
+        report = asyncio.run(_index(build_indexer(settings, progress=update), [str(dataset.corpus)], False))
+    finally:
+        bar.close()
+    index_seconds = time.monotonic() - started
+    chosen = list(modes) or ["hybrid", "dense", "lexical"]
+
+    async def run() -> dict[str, dict[str, float]]:
+        async with RagService(settings) as service:
+            return await evaluate(service, dataset, chosen, depth=depth)  # type: ignore[arg-type]
+
+    results = asyncio.run(run())
+    summary = {
+        "dataset": dataset.name,
+        "queries": len(dataset.queries),
+        "documents": report.documents,
+        "chunks": report.chunks,
+        "embedding_model": report.embedding_model,
+        "index_seconds": round(index_seconds, 1),
+        "total_seconds": round(time.monotonic() - started, 1),
+        "modes": results,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(
+        f"{dataset.name}: {summary['queries']} queries, {report.documents} documents, {report.chunks} chunks "
+        f"({report.embedding_model}); indexed in {index_seconds:.1f}s"
+    )
+    click.echo(f"{'mode':<8} {'nDCG@10':>8} {'R@10':>7} {'R@100':>7} {'MRR@10':>7} {'q/s':>7}")
+    for mode, m in results.items():
+        click.echo(
+            f"{mode:<8} {m['ndcg@10']:>8.4f} {m['recall@10']:>7.4f} {m['recall@100']:>7.4f} "
+            f"{m['mrr@10']:>7.4f} {m['queries_per_second']:>7.1f}"
+        )
+
+
+def main() -> None:
+    cli(prog_name="iorag")
+
+
+if __name__ == "__main__":
+    main()

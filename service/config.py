@@ -1,0 +1,80 @@
+"""Settings: the one place that reads the environment (CLI flags override it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from indexer.catalog import (
+    DEFAULT_REMOTE_CHAT_MODEL,
+    DEFAULT_REMOTE_EMBEDDING_MODEL,
+    EXTRACTIVE_MODEL,
+    LOCAL_EMBEDDING_MODEL,
+)
+
+DEFAULT_BASE_URL = "https://api.intelligence.io.solutions/api/v1"
+
+
+class Settings(BaseSettings):
+    """Everything iorag can be told; env names are in the README and DESIGN.md."""
+
+    model_config = SettingsConfigDict(env_prefix="IORAG_", extra="ignore", frozen=True)
+
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("IOINTELLIGENCE_API_KEY", "api_key")
+    )
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL, validation_alias=AliasChoices("IOINTELLIGENCE_BASE_URL", "base_url")
+    )
+    index_dir: Path = Path(".iorag")
+    #: None: the index's own model, else the default for the mode (remote or offline).
+    embedding_model: str | None = None
+    chat_model: str | None = None
+    #: Chunk size in tokens; None: the embedding model's limit, capped for retrieval quality.
+    chunk_tokens: int | None = Field(default=None, ge=16)
+    chunk_overlap: int = Field(default=0, ge=0)
+    top_k: int = Field(default=8, ge=1, le=1000)
+    #: `hybrid` (dense + BM25, fused), `dense` or `lexical`.
+    search_mode: str = "hybrid"
+    # Remote API tuning.
+    embed_batch_items: int = Field(default=128, ge=1)
+    embed_batch_tokens: int | None = Field(default=None, ge=1)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    request_timeout: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    #: Seconds between checks for a newer index version while serving.
+    reload_interval: float = Field(default=2.0, ge=0)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        # An exported but empty variable means "no key", not "an empty key".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("search_mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if value not in ("hybrid", "dense", "lexical"):
+            raise ValueError("search_mode must be hybrid, dense or lexical")
+        return value
+
+    @property
+    def remote(self) -> bool:
+        """True when an API key is set: IO Intelligence models are the default."""
+        return self.api_key is not None
+
+    def default_embedding_model(self) -> str:
+        return DEFAULT_REMOTE_EMBEDDING_MODEL if self.remote else LOCAL_EMBEDDING_MODEL
+
+    def resolved_chat_model(self) -> str:
+        if self.chat_model:
+            return self.chat_model
+        return DEFAULT_REMOTE_CHAT_MODEL if self.remote else EXTRACTIVE_MODEL
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        # SecretStr already masks the key; keep reprs short too.
+        return [(k, v) for k, v in super().__repr_args__() if k != "api_key"]

@@ -1,0 +1,319 @@
+"""RagService: search and ask over an index, in-process, sync and async.
+
+The service answers from one published snapshot at a time and switches to a
+newer one when the index directory's CURRENT changes (checked at most every
+`reload_interval` seconds), so `iorag serve` picks up a finished indexing run
+without a restart and never sees a half-written index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import AbstractContextManager
+from typing import Any, AsyncIterator, Sequence
+
+from indexer.catalog import EXTRACTIVE_MODEL, Catalog, ModelInfo, default_catalog
+from indexer.embedders import RemoteOptions, make_embedder
+from indexer.embedding import Embedder
+from indexer.errors import ConfigError, DimensionMismatchError, IndexNotFoundError
+from indexer.models import Document, ScoredChunk
+from indexer.pipeline import Indexer, IndexReport
+from indexer.store import IndexDirectory, Snapshot
+
+from .answer import Answer, AnswerEvent, ChatAnswerer, answer_extractively
+from .config import Settings
+from .errors import QueryError
+from .retrieval import Mode, Retriever
+
+#: Longest question accepted, in characters (before any token check).
+MAX_QUESTION_CHARS = 20_000
+
+
+class RagService:
+    """Search and question answering over the index in `settings.index_dir`.
+
+    Use the async methods (`asearch`, `aask`, ...) from async code and the
+    sync ones (`search`, `ask`, ...) elsewhere; one instance serves one of the
+    two styles, because its HTTP connections belong to one event loop.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.catalog = catalog or default_catalog()
+        self.directory = IndexDirectory(self.settings.index_dir)
+        self._embedder = embedder
+        self._retriever: Retriever | None = None
+        self._retired: Snapshot | None = None
+        self._snapshot_id: str | None = None
+        self._checked_at = 0.0
+        self._reload_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+        self._client: Any = None
+        self._answerer: ChatAnswerer | None = None
+        self._portal_cm: AbstractContextManager[Any] | None = None
+        self._portal: Any = None
+
+    # -- snapshot handling ------------------------------------------------------
+
+    async def retriever(self) -> Retriever:
+        """The retriever over the newest published snapshot.
+
+        Raises:
+            IndexNotFoundError: nothing indexed yet.
+        """
+        now = time.monotonic()
+        if self._retriever is not None and now - self._checked_at < self.settings.reload_interval:
+            return self._retriever
+        async with self._reload_lock:
+            self._checked_at = time.monotonic()
+            current_id = self.directory.current_id()
+            if current_id is None:
+                raise IndexNotFoundError(f"no index at {self.directory.root}")
+            if self._retriever is None or current_id != self._snapshot_id:
+                await self._load()
+        assert self._retriever is not None
+        return self._retriever
+
+    async def _load(self) -> None:
+        snapshot = self.directory.open_current()
+        embedder = self._embedder_for(snapshot.manifest.embedding_model)
+        retriever = await asyncio.to_thread(Retriever, snapshot, embedder)
+        # Keep the previous snapshot open one more round: searches may still be using it.
+        if self._retired is not None:
+            self._retired.close()
+        self._retired = self._retriever.snapshot if self._retriever else None
+        self._retriever = retriever
+        self._snapshot_id = snapshot.manifest.snapshot
+
+    def _embedder_for(self, model_id: str) -> Embedder:
+        wanted = self.settings.embedding_model
+        if wanted and wanted != model_id:
+            raise DimensionMismatchError(
+                f"the index at {self.directory.root} was built with {model_id}, "
+                f"but the embedding model is set to {wanted}",
+                hint=f"reindex with --embedding-model {wanted}, or unset IORAG_EMBEDDING_MODEL",
+            )
+        if self._embedder is None or self._embedder.model.id != model_id:
+            self._embedder = make_embedder(model_id, remote_options(self.settings), self.catalog)
+        return self._embedder
+
+    # -- reading ---------------------------------------------------------------
+
+    async def asearch(self, query: str, top_k: int | None = None, mode: Mode | None = None) -> list[ScoredChunk]:
+        """The best chunks for `query`."""
+        query = _checked_text(query, "query")
+        retriever = await self.retriever()
+        return await retriever.search(query, top_k or self.settings.top_k, mode or self.settings.search_mode)  # type: ignore[arg-type]
+
+    def chat_model(self, model_id: str | None = None) -> ModelInfo | None:
+        """The chat model to answer with; None for the extractive answer."""
+        model_id = model_id or self.settings.resolved_chat_model()
+        if model_id == EXTRACTIVE_MODEL:
+            return None
+        model = self.catalog.get(model_id, kind="chat")
+        if not self.settings.remote:
+            raise ConfigError(
+                f"{model_id} runs on IO Intelligence and needs an API key",
+                hint="set IOINTELLIGENCE_API_KEY, or ask with --model extractive",
+            )
+        return model
+
+    def _chat(self) -> ChatAnswerer:
+        if self._answerer is None:
+            from indexer.api import ClientConfig, IOIntelligenceClient
+
+            s = self.settings
+            assert s.api_key is not None
+            self._client = IOIntelligenceClient(
+                s.api_key.get_secret_value(),
+                ClientConfig(
+                    base_url=s.base_url,
+                    timeout=s.request_timeout,
+                    max_retries=s.max_retries,
+                    concurrency=s.concurrency,
+                ),
+            )
+            self._answerer = ChatAnswerer(self._client)
+        return self._answerer
+
+    async def aask(
+        self,
+        question: str,
+        *,
+        model: str | None = None,
+        top_k: int | None = None,
+        max_completion_tokens: int | None = None,
+    ) -> Answer:
+        """Retrieve context for `question` and answer it with sources."""
+        chat_model = self.chat_model(model)
+        ranked = await self.asearch(question, top_k)
+        if chat_model is None:
+            return answer_extractively(question, ranked)
+        return await self._chat().answer(question, ranked, chat_model, max_completion_tokens=max_completion_tokens)
+
+    async def aask_stream(
+        self,
+        question: str,
+        *,
+        model: str | None = None,
+        top_k: int | None = None,
+        max_completion_tokens: int | None = None,
+    ) -> AsyncIterator[AnswerEvent]:
+        """Like `aask`, yielding text deltas as they arrive and the full answer last."""
+        chat_model = self.chat_model(model)
+        ranked = await self.asearch(question, top_k)
+        if chat_model is None:
+            answer = answer_extractively(question, ranked)
+            yield AnswerEvent(delta=answer.answer)
+            yield AnswerEvent(answer=answer)
+            return
+        async for event in self._chat().stream(
+            question, ranked, chat_model, max_completion_tokens=max_completion_tokens
+        ):
+            yield event
+
+    async def ahealth(self) -> dict[str, Any]:
+        """Index status for `/v1/health`."""
+        info: dict[str, Any] = {
+            "status": "ok",
+            "index_dir": str(self.directory.root),
+            "mode": "remote" if self.settings.remote else "offline",
+            "chat_model": self.settings.resolved_chat_model(),
+        }
+        try:
+            retriever = await self.retriever()
+        except IndexNotFoundError:
+            info.update(status="empty", documents=0, chunks=0, embedding_model=None, snapshot=None)
+            return info
+        manifest = retriever.snapshot.manifest
+        info.update(
+            documents=manifest.documents,
+            chunks=manifest.chunks,
+            embedding_model=manifest.embedding_model,
+            dims=manifest.dims,
+            snapshot=manifest.snapshot,
+            created_at=manifest.created_at,
+        )
+        return info
+
+    # -- writing ---------------------------------------------------------------
+
+    def _indexer(self) -> Indexer:
+        s = self.settings
+        current = self.directory.current_id()
+        embedder = None
+        if current is not None and self._retriever is not None and self._snapshot_id == current:
+            embedder = self._retriever.embedder
+        return Indexer(
+            s.index_dir,
+            embedding_model=s.embedding_model,
+            default_embedding_model=s.embedding_model or s.default_embedding_model(),
+            embedder=embedder,
+            chunk_tokens=s.chunk_tokens,
+            overlap=s.chunk_overlap,
+            remote=remote_options(s),
+            catalog=self.catalog,
+        )
+
+    async def aadd_documents(self, documents: Sequence[Document]) -> IndexReport:
+        """Add or replace documents by id; searches see them when this returns."""
+        async with self._write_lock:
+            report = await self._indexer().aadd_documents(documents)
+        self._checked_at = 0.0
+        return report
+
+    async def adelete_documents(self, doc_ids: Sequence[str]) -> IndexReport:
+        """Remove documents by id; `report.missing_ids` lists ids that were not there."""
+        async with self._write_lock:
+            report = await self._indexer().adelete_documents(doc_ids)
+        self._checked_at = 0.0
+        return report
+
+    # -- sync facade -------------------------------------------------------------
+
+    def _call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._portal is None:
+            from anyio.from_thread import start_blocking_portal
+
+            self._portal_cm = start_blocking_portal()
+            self._portal = self._portal_cm.__enter__()
+        return self._portal.call(lambda: func(*args, **kwargs))
+
+    def search(self, query: str, top_k: int | None = None, mode: Mode | None = None) -> list[ScoredChunk]:
+        return self._call(self.asearch, query, top_k, mode)  # type: ignore[no-any-return]
+
+    def ask(self, question: str, **kwargs: Any) -> Answer:
+        return self._call(self.aask, question, **kwargs)  # type: ignore[no-any-return]
+
+    def health(self) -> dict[str, Any]:
+        return self._call(self.ahealth)  # type: ignore[no-any-return]
+
+    def add_documents(self, documents: Sequence[Document]) -> IndexReport:
+        return self._call(self.aadd_documents, documents)  # type: ignore[no-any-return]
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> IndexReport:
+        return self._call(self.adelete_documents, doc_ids)  # type: ignore[no-any-return]
+
+    # -- lifetime -----------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+            self._answerer = None
+        if self._embedder is not None:
+            await self._embedder.aclose()
+        for snapshot in (self._retired, self._retriever.snapshot if self._retriever else None):
+            if snapshot is not None:
+                snapshot.close()
+        self._retriever = self._retired = None
+
+    def close(self) -> None:
+        if self._portal is not None:
+            self._portal.call(self.aclose)
+            assert self._portal_cm is not None
+            self._portal_cm.__exit__(None, None, None)
+            self._portal = self._portal_cm = None
+        else:
+            asyncio.run(self.aclose())
+
+    def __enter__(self) -> "RagService":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "RagService":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def remote_options(settings: Settings) -> RemoteOptions:
+    """How the settings say to reach IO Intelligence."""
+    return RemoteOptions(
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        base_url=settings.base_url,
+        concurrency=settings.concurrency,
+        timeout=settings.request_timeout,
+        max_retries=settings.max_retries,
+        batch_items=settings.embed_batch_items,
+        batch_tokens=settings.embed_batch_tokens,
+    )
+
+
+def _checked_text(text: str, what: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise QueryError(f"the {what} is empty")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise QueryError(f"the {what} is {len(text)} characters; the most accepted is {MAX_QUESTION_CHARS}")
+    return text
