@@ -46,7 +46,11 @@ class Chunk:
     @property
     def header(self) -> str:
         """Title and heading path, sent with the text so a chunk keeps its context."""
-        parts = [p for p in (self.title, *self.headings) if p]
+        parts: list[str] = []
+        for part in (self.title, *self.headings):
+            # A document's title is often its first heading too: say it once.
+            if part and (not parts or part != parts[-1]):
+                parts.append(part)
         return " > ".join(parts)
 
     @property

@@ -14,7 +14,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -25,7 +25,8 @@ from .embedding import Embedder, plan_batches
 from .errors import ConfigError, IoragError, QuotaExhaustedError
 from .models import Chunk, Document, sha256_hex
 from .sources import SourceProblem, in_scope, scan
-from .store import DocumentRecord, IndexDirectory, Snapshot
+from .store import DocumentRecord, EmbeddingCache, IndexDirectory, Snapshot
+from .tokens import counter_for
 
 #: Bump when chunking changes in a way that changes chunk boundaries.
 CHUNKER_VERSION = 1
@@ -153,9 +154,13 @@ class Indexer:
         started = time.monotonic()
         result = await asyncio.to_thread(scan, list(paths))
         scope = list(paths)
+        # A file that could not be read keeps its last good version; an emptied one goes.
+        troubled = [p.source for p in result.problems if p.reason != "empty document"]
 
         def removed(record: DocumentRecord) -> bool:
-            return record.source != "api" and in_scope(record.source, scope)
+            if record.source == "api" or not in_scope(record.source, scope):
+                return False
+            return not any(t == record.source or t.startswith(record.source + ":") for t in troubled)
 
         report = await self._run(result.documents, removed, dry_run=dry_run, started=started)
         report.problems = list(result.problems) + report.problems
@@ -290,18 +295,15 @@ class Indexer:
                 report.removed -= 1  # it is still here, just read again
             final[document.id] = document
 
-        counter_model = model
         records: list[DocumentRecord] = []
         chunks: list[Chunk] = []
-        from .tokens import counter_for
-
-        counter = counter_for(counter_model)
+        counter = counter_for(model)
         for doc_id in sorted(final):
             item = final[doc_id]
             previous = old_records.get(doc_id)
             reuse = (
                 previous is not None
-                and previous.content_hash == _content_hash(item)
+                and previous.content_hash == item.content_hash
                 and doc_id in old_chunks
             )
             if reuse:
@@ -309,7 +311,7 @@ class Indexer:
             else:
                 doc_chunks = chunk_document(_as_document(item), counter, config)
             if not doc_chunks:
-                report.problems.append(SourceProblem(_source_of(item), f"document {doc_id!r} has no text"))
+                report.problems.append(SourceProblem(item.source, f"document {doc_id!r} has no text"))
                 continue
             records.append(_record(item, doc_chunks))
             chunks.extend(doc_chunks)
@@ -335,7 +337,7 @@ class Indexer:
         report.cached_chunks = sum(1 for h in plan.hashes if h not in missing_set)
         texts = self._texts_for(plan, missing)
         embedder_limits = self._batch_limits(plan.model)
-        counts = _counter(plan.model).count_many(texts) if texts else []
+        counts = counter_for(plan.model).count_many(texts) if texts else []
         report.chunks_to_embed = len(missing)
         report.tokens_to_embed = int(sum(counts))
         report.requests_planned = len(plan_batches(counts, *embedder_limits)) if counts else 0
@@ -370,7 +372,7 @@ class Indexer:
             raise ConfigError(f"the embedder is for {self._embedder.model.id}, the index needs {model.id}")
         return self._embedder
 
-    async def _embed(self, plan: _Plan, missing: list[str], cache) -> None:  # type: ignore[no-untyped-def]
+    async def _embed(self, plan: _Plan, missing: list[str], cache: EmbeddingCache) -> None:
         """Embed what the cache lacks, committing every batch to the cache as it arrives."""
         embedder = self.embedder_for(plan.model)
         texts = self._texts_for(plan, missing)
@@ -407,7 +409,7 @@ class Indexer:
         except* IoragError as errors:
             raise errors.exceptions[0] from None
 
-    def _vectors(self, plan: _Plan, cache) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def _vectors(self, plan: _Plan, cache: EmbeddingCache) -> np.ndarray:
         found = cache.get_many(plan.model.id, list(dict.fromkeys(plan.hashes)))
         lacking = [h for h in plan.hashes if h not in found]
         if lacking:
@@ -420,20 +422,6 @@ class Indexer:
     async def aclose(self) -> None:
         if self._embedder is not None:
             await self._embedder.aclose()
-
-
-def _counter(model: ModelInfo):  # type: ignore[no-untyped-def]
-    from .tokens import counter_for
-
-    return counter_for(model)
-
-
-def _content_hash(item: Document | DocumentRecord) -> str:
-    return item.content_hash
-
-
-def _source_of(item: Document | DocumentRecord) -> str:
-    return item.source
 
 
 def _as_document(item: Document | DocumentRecord) -> Document:
@@ -463,7 +451,3 @@ def _record(item: Document | DocumentRecord, chunks: list[Chunk]) -> DocumentRec
         chunk_ids=chunk_ids,
         text=item.text,
     )
-
-
-def _metadata(value: Mapping[str, object] | None) -> dict[str, object]:
-    return dict(value or {})

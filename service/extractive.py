@@ -43,6 +43,8 @@ _WORD = re.compile(r"\w+")
 _END = re.compile(r"[.!?\u2026]+[\"'\u2019\u201d)\]]*(?=\s|$)|[\u3002\uff01\uff1f]+|\n")
 _WORD_BEFORE = re.compile(r"(\w+(?:\.\w+)*)$")
 _LIST_MARKER = re.compile(r"^\(?(?:\d{1,3}|[A-Za-z])[.)]$")
+# Lines that stand as blocks of their own: headings, list items, table rows, quotes.
+_BLOCK_LINE = re.compile(r"^(?:#{1,6}\s|[-*+>]\s|\d{1,3}[.)]\s|\|)")
 _LINE_PREFIX = re.compile(r"^(?:#{1,6}|[-*+>]|\d{1,3}[.)])\s+")
 _ABBREVIATIONS = frozenset(
     {"e.g", "i.e", "cf", "vs", "mr", "mrs", "ms", "dr", "prof", "st", "fig", "al", "approx", "resp"}
@@ -84,8 +86,10 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Split text into sentences, as (start, end) character offsets into `text`.
 
     A sentence ends at `.`, `!`, `?` or `…` followed by whitespace (closing quotes
-    and brackets stay with it), at a CJK full stop, or at a line break, so
-    headings, list items and table rows are sentences of their own. A period
+    and brackets stay with it), at a CJK full stop, or at a line break that
+    starts or ends a block (a blank line, a heading, a list item, a table row,
+    a quote), so headings, list items and table rows are sentences of their
+    own. Other line breaks are soft wraps inside a sentence. A period
     after a common abbreviation (`e.g.`, `Dr.`), a single-letter initial or a
     list marker (`1.`) does not end a sentence. Spans carry no surrounding
     whitespace and are never empty; `text[:end]` of any span is a prefix that
@@ -101,6 +105,8 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     start = 0
     for match in _END.finditer(text):
         if match.group() == "\n":
+            if not _hard_break(text, match.start()):
+                continue
             end = match.start()
         else:
             end = match.end()
@@ -110,6 +116,17 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         start = match.end()
     _add_span(text, start, len(text), spans)
     return spans
+
+
+def _hard_break(text: str, newline: int) -> bool:
+    """True when the line break at `newline` ends a block, not just a wrapped line."""
+    line_start = text.rfind("\n", 0, newline) + 1
+    next_end = text.find("\n", newline + 1)
+    line = text[line_start:newline].strip()
+    following = text[newline + 1 : len(text) if next_end < 0 else next_end].strip()
+    if not line or not following:
+        return True
+    return bool(_BLOCK_LINE.match(line) or _BLOCK_LINE.match(following))
 
 
 def _keeps_going(text: str, start: int, match: re.Match[str]) -> bool:
@@ -202,7 +219,10 @@ def _candidates(sources: Sequence[ScoredChunk]) -> list[_Candidate]:
         chunk = scored.chunk
         header_terms = frozenset(_terms(chunk.header))
         for position, (start, end) in enumerate(sentence_spans(chunk.text)):
-            sentence = _LINE_PREFIX.sub("", chunk.text[start:end]).strip()
+            raw = chunk.text[start:end]
+            if raw.startswith("#") or raw.rstrip().endswith(("?", "\uff1f")):
+                continue  # headings and questions restate a topic, they do not answer it
+            sentence = " ".join(_LINE_PREFIX.sub("", raw).split())
             if not _WORD.search(sentence):
                 continue  # rules such as `---` or `|---|---|`
             words = _terms(sentence)
