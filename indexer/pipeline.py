@@ -93,6 +93,16 @@ class _Plan:
     changed: bool
 
 
+@dataclass(frozen=True)
+class _Requests:
+    """The cache misses in sending order, their token counts, and their grouping into requests."""
+
+    hashes: list[str]
+    texts: list[str]
+    counts: list[int]
+    batches: list[list[int]]
+
+
 class Indexer:
     """Indexes documents into an index directory.
 
@@ -171,7 +181,12 @@ class Indexer:
 
     async def adelete_documents(self, doc_ids: Iterable[str]) -> IndexReport:
         wanted = set(doc_ids)
+        current = self._open_current()
+        known = set(current.documents()) if current else set()
+        if current is not None:
+            current.close()
         report = await self._run([], lambda record: record.doc_id in wanted, dry_run=False, started=time.monotonic())
+        report.missing_ids = sorted(wanted - known)
         return report
 
     # -- the run --------------------------------------------------------------
@@ -190,7 +205,7 @@ class Indexer:
                 plan = self._plan(current, incoming, drop, dry_run=True)
                 with self.directory.cache() as cache:
                     missing = cache.missing(plan.model.id, plan.hashes)
-                self._account(plan, missing)
+                self._account(plan, self._requests(plan, missing))
             finally:
                 if current is not None:
                     current.close()
@@ -204,11 +219,11 @@ class Indexer:
             finally:
                 if current is not None:
                     current.close()
-            missing = writer.cache.missing(plan.model.id, plan.hashes)
-            self._account(plan, missing)
-            if missing:
-                await self._embed(plan, missing, writer.cache)
-            if plan.changed or missing:
+            requests = self._requests(plan, writer.cache.missing(plan.model.id, plan.hashes))
+            self._account(plan, requests)
+            if requests.hashes:
+                await self._embed(plan, requests, writer.cache)
+            if plan.changed or requests.hashes:
                 vectors = self._vectors(plan, writer.cache)
                 manifest = writer.publish(
                     embedding_model=plan.model.id,
@@ -330,17 +345,30 @@ class Indexer:
         hashes = [sha256_hex(chunk.embedding_text) for chunk in chunks]
         return _Plan(model, config, records, chunks, hashes, report, changed)
 
-    def _account(self, plan: _Plan, missing: list[str]) -> None:
+    def _requests(self, plan: _Plan, missing: list[str]) -> _Requests:
+        """How the cache misses will be sent: sorted by length, grouped into requests.
+
+        Sorting by token count makes batches of similar lengths: less padding for the
+        local model, fuller token budgets for remote requests. Dry runs use the same
+        plan, so their request counts are what the real run sends.
+        """
+        texts = self._texts_for(plan, missing)
+        counts = counter_for(plan.model).count_many(texts) if texts else []
+        order = sorted(range(len(texts)), key=lambda i: counts[i])
+        hashes = [missing[i] for i in order]
+        texts = [texts[i] for i in order]
+        counts = [counts[i] for i in order]
+        batches = plan_batches(counts, *self._batch_limits(plan.model)) if counts else []
+        return _Requests(hashes, texts, counts, batches)
+
+    def _account(self, plan: _Plan, requests: _Requests) -> None:
         """Fill the report's before-embedding figures: what the cache lacks and how it would be sent."""
         report = plan.report
-        missing_set = set(missing)
-        report.cached_chunks = sum(1 for h in plan.hashes if h not in missing_set)
-        texts = self._texts_for(plan, missing)
-        embedder_limits = self._batch_limits(plan.model)
-        counts = counter_for(plan.model).count_many(texts) if texts else []
-        report.chunks_to_embed = len(missing)
-        report.tokens_to_embed = int(sum(counts))
-        report.requests_planned = len(plan_batches(counts, *embedder_limits)) if counts else 0
+        missing = set(requests.hashes)
+        report.cached_chunks = sum(1 for h in plan.hashes if h not in missing)
+        report.chunks_to_embed = len(requests.hashes)
+        report.tokens_to_embed = int(sum(requests.counts))
+        report.requests_planned = len(requests.batches)
 
     def _batch_limits(self, model: ModelInfo) -> tuple[int, int]:
         if self._embedder is not None:
@@ -372,12 +400,10 @@ class Indexer:
             raise ConfigError(f"the embedder is for {self._embedder.model.id}, the index needs {model.id}")
         return self._embedder
 
-    async def _embed(self, plan: _Plan, missing: list[str], cache: EmbeddingCache) -> None:
+    async def _embed(self, plan: _Plan, requests: _Requests, cache: EmbeddingCache) -> None:
         """Embed what the cache lacks, committing every batch to the cache as it arrives."""
         embedder = self.embedder_for(plan.model)
-        texts = self._texts_for(plan, missing)
-        counts = embedder.counter.count_many(texts)
-        batches = plan_batches(counts, embedder.max_batch_items, embedder.max_batch_tokens)
+        texts, counts, missing = requests.texts, requests.counts, requests.hashes
         gate = asyncio.Semaphore(max(1, embedder.concurrency))
         total = len(texts)
         done = 0
@@ -397,7 +423,7 @@ class Indexer:
 
         try:
             async with asyncio.TaskGroup() as group:
-                for batch in batches:
+                for batch in requests.batches:
                     group.create_task(run(batch))
         except* QuotaExhaustedError as errors:
             first = errors.exceptions[0]

@@ -116,7 +116,7 @@ def test_add_and_delete_documents_by_id(tmp_path: Path) -> None:
     report = indexer.add_documents([Document(id="a", text="Alpha text here."), Document(id="b", text="Beta text.")])
     assert report.added == 2 and report.documents == 2
     report = indexer.delete_documents(["a", "missing"])
-    assert report.removed == 1 and report.documents == 1
+    assert report.removed == 1 and report.documents == 1 and report.missing_ids == ["missing"]
 
 
 def test_model_switch_builds_beside_and_switches_when_complete(corpus: Path, tmp_path: Path) -> None:
