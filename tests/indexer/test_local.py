@@ -43,10 +43,10 @@ def test_over_limit_input_is_refused_not_truncated(embedder: LocalEmbedder) -> N
 def test_a_tampered_model_file_is_refused(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "model.onnx"
     fake.write_bytes(b"not the model")
-    local._verified_session.cache_clear()
+    local._verify.cache_clear()
     monkeypatch.setattr(local, "model_file", lambda: fake)
     try:
         with pytest.raises(EmbeddingError, match="sha256"):
             LocalEmbedder()
     finally:
-        local._verified_session.cache_clear()
+        local._verify.cache_clear()

@@ -1,0 +1,50 @@
+"""The public names of both packages, pinned; and the one direction of imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import indexer
+import service
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_indexer_exports() -> None:
+    assert indexer.__all__ == sorted(indexer.__all__)
+    assert {"Indexer", "Document", "IndexReport", "IoragError", "make_embedder"} <= set(indexer.__all__)
+    for name in indexer.__all__:
+        assert hasattr(indexer, name), name
+
+
+def test_service_exports() -> None:
+    assert service.__all__ == sorted(service.__all__)
+    assert {"RagService", "Settings", "Answer"} <= set(service.__all__)
+    for name in service.__all__:
+        assert hasattr(service, name), name
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_indexer_never_imports_service_and_frameworks_stay_at_the_edges() -> None:
+    for path in (ROOT / "indexer").rglob("*.py"):
+        imported = _imports(path)
+        assert not any(name.split(".")[0] == "service" for name in imported), path
+        assert not {"fastapi", "click"} & {name.split(".")[0] for name in imported}, path
+    for path in (ROOT / "service").rglob("*.py"):
+        top = {name.split(".")[0] for name in _imports(path)}
+        if "fastapi" in top:
+            assert "api" in path.relative_to(ROOT / "service").parts, path
+        if "click" in top:
+            assert path.name == "cli.py", path
+        assert "httpx" not in top and "faiss" not in top, path
