@@ -66,11 +66,17 @@ class ApiError(IoragError):
     """IO Intelligence answered with an error."""
 
     status_code: int | None = None
+    #: Seconds the API said to wait before trying again (Retry-After, or a quota's refresh), if it said.
+    retry_after: float | None = None
 
-    def __init__(self, message: str, *, status_code: int | None = None, hint: str = "") -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, hint: str = "", retry_after: float | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         if status_code is not None:
             self.status_code = status_code
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class AuthenticationError(ApiError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Sequence
 
@@ -27,8 +28,11 @@ class ContextReport:
     """How much retrieved context went into the answer."""
 
     chunks: int
+    #: Prompt tokens as iorag counted them (chat), or the chunks' tokens (extractive).
     tokens: int
     dropped: int
+    #: Most prompt tokens the packer could use (`Budget.prompt_tokens`); None for extractive answers.
+    budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,25 +119,26 @@ class ChatAnswerer:
         packed = self.pack(question, ranked, model, max_completion_tokens)
         parts: list[str] = []
         prompt_tokens = completion_tokens = 0
-        try:
-            stream = self.client.chat_stream(
-                model.id, packed.messages, max_completion_tokens=packed.max_completion_tokens
-            )
-            async for delta in stream:
-                if delta.usage is not None:
-                    prompt_tokens = delta.usage.prompt_tokens
-                    completion_tokens = delta.usage.completion_tokens
-                if delta.content and not delta.reasoning:
-                    parts.append(delta.content)
-                    yield AnswerEvent(delta=delta.content)
-        except ContextLengthError as exc:
-            if parts:
-                raise
-            full = await self.answer(question, ranked, model, max_completion_tokens=max_completion_tokens)
-            del exc
-            yield AnswerEvent(delta=full.answer)
-            yield AnswerEvent(answer=full)
-            return
+        for attempt in range(2):
+            try:
+                # aclosing: a consumer that stops early frees the connection and its slot at once.
+                deltas = self.client.chat_stream(
+                    model.id, packed.messages, max_completion_tokens=packed.max_completion_tokens
+                )
+                async with aclosing(deltas) as stream:
+                    async for delta in stream:
+                        if delta.usage is not None:
+                            prompt_tokens = delta.usage.prompt_tokens
+                            completion_tokens = delta.usage.completion_tokens
+                        if delta.content and not delta.reasoning:
+                            parts.append(delta.content)
+                            yield AnswerEvent(delta=delta.content)
+                break
+            except ContextLengthError as exc:
+                # The server refuses before the first byte; shrink by what it reports and stream once more.
+                if parts or attempt:
+                    raise
+                packed = self._repack(question, ranked, model, packed, exc)
         if prompt_tokens:
             self.tracker.observe(model.id, packed.prompt_tokens, prompt_tokens)
         yield AnswerEvent(answer=self._finish(model, packed, "".join(parts), prompt_tokens, completion_tokens))
@@ -159,23 +164,28 @@ class ChatAnswerer:
             model=model.id,
             sources=list(packed.sources),
             usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
-            context=ContextReport(chunks=len(packed.sources), tokens=packed.prompt_tokens, dropped=packed.dropped),
+            context=ContextReport(
+                chunks=len(packed.sources), tokens=packed.prompt_tokens, dropped=packed.dropped, budget=packed.budget
+            ),
             cited=map_citations(text, packed.sources),
         )
 
 
 def answer_json(answer: Answer) -> dict[str, Any]:
-    """The contract's JSON shape for an answer."""
+    """The contract's JSON shape for an answer; `context.budget` only for chat answers."""
+    context: dict[str, Any] = {
+        "chunks": answer.context.chunks,
+        "tokens": answer.context.tokens,
+        "dropped": answer.context.dropped,
+    }
+    if answer.context.budget is not None:
+        context["budget"] = answer.context.budget
     return {
         "answer": answer.answer,
         "model": answer.model,
         "sources": [hit_json(hit) for hit in answer.sources],
         "usage": {"prompt_tokens": answer.usage.prompt_tokens, "completion_tokens": answer.usage.completion_tokens},
-        "context": {
-            "chunks": answer.context.chunks,
-            "tokens": answer.context.tokens,
-            "dropped": answer.context.dropped,
-        },
+        "context": context,
         "cited": [i + 1 for i in answer.cited],
     }
 

@@ -143,15 +143,13 @@ async def _index(indexer: Indexer, paths: list[str], dry_run: bool) -> IndexRepo
 
 
 def build_indexer(settings: Settings, progress: Any = None) -> Indexer:
-    from .rag import remote_options
-
     return Indexer(
         settings.index_dir,
         embedding_model=settings.embedding_model,
         default_embedding_model=settings.default_embedding_model(),
         chunk_tokens=settings.chunk_tokens,
         overlap=settings.chunk_overlap,
-        remote=remote_options(settings),
+        remote=settings.remote_options(),
         progress=progress,
     )
 
@@ -217,8 +215,9 @@ def ask(
     for position, hit in enumerate(answer.sources):
         if position in cited:
             click.echo(f"[{position + 1}] {hit.chunk.doc_id} :: {hit.chunk.header or hit.chunk.doc_id}")
+    budget = f" of {answer.context.budget}" if answer.context.budget is not None else ""
     click.echo(
-        f"({answer.model}; {answer.context.chunks} chunks, {answer.context.tokens} tokens of context, "
+        f"({answer.model}; {answer.context.chunks} chunks, {answer.context.tokens}{budget} tokens of context, "
         f"{answer.context.dropped} dropped)",
         err=True,
     )

@@ -7,14 +7,14 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from indexer.api import DEFAULT_BASE_URL
 from indexer.catalog import (
     DEFAULT_REMOTE_CHAT_MODEL,
     DEFAULT_REMOTE_EMBEDDING_MODEL,
     EXTRACTIVE_MODEL,
     LOCAL_EMBEDDING_MODEL,
 )
-
-DEFAULT_BASE_URL = "https://api.intelligence.io.solutions/api/v1"
+from indexer.embedders import RemoteOptions
 
 
 class Settings(BaseSettings):
@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=4, ge=1, le=64)
     request_timeout: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=6, ge=0)
+    #: Seconds to keep waiting for an exhausted quota to refresh (0: stop at once, exit status 3).
+    quota_wait: float = Field(default=0.0, ge=0)
+    #: First backoff ceiling in seconds after a 429/5xx without Retry-After (doubles per retry).
+    backoff_base: float = Field(default=0.5, ge=0)
     #: Seconds between checks for a newer index version while serving.
     reload_interval: float = Field(default=2.0, ge=0)
 
@@ -74,6 +78,20 @@ class Settings(BaseSettings):
         if self.chat_model:
             return self.chat_model
         return DEFAULT_REMOTE_CHAT_MODEL if self.remote else EXTRACTIVE_MODEL
+
+    def remote_options(self) -> RemoteOptions:
+        """How to reach IO Intelligence: the one source of every API client's configuration."""
+        return RemoteOptions(
+            api_key=self.api_key.get_secret_value() if self.api_key else None,
+            base_url=self.base_url,
+            concurrency=self.concurrency,
+            timeout=self.request_timeout,
+            max_retries=self.max_retries,
+            quota_wait=self.quota_wait,
+            backoff_base=self.backoff_base,
+            batch_items=self.embed_batch_items,
+            batch_tokens=self.embed_batch_tokens,
+        )
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]
         # SecretStr already masks the key; keep reprs short too.

@@ -27,13 +27,7 @@ async def list_models(settings: Settings, remote: bool | None = None) -> tuple[l
 
 
 async def _merged_with_api(settings: Settings, catalog: Catalog) -> tuple[Catalog, str]:
-    from indexer.api import ClientConfig, IOIntelligenceClient
-
-    assert settings.api_key is not None
-    client = IOIntelligenceClient(
-        settings.api_key.get_secret_value(),
-        ClientConfig(base_url=settings.base_url, timeout=settings.request_timeout, max_retries=settings.max_retries),
-    )
+    client = settings.remote_options().make_client()
     try:
         return catalog.merged(await client.list_models()), ""
     except ApiError as exc:

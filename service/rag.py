@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from typing import Any, AsyncIterator, Sequence
 
 from indexer.catalog import EXTRACTIVE_MODEL, Catalog, ModelInfo, default_catalog
-from indexer.embedders import RemoteOptions, make_embedder
+from indexer.embedders import make_embedder
 from indexer.embedding import Embedder
 from indexer.errors import ConfigError, DimensionMismatchError, IndexNotFoundError
 from indexer.models import Document, ScoredChunk
@@ -55,6 +55,8 @@ class RagService:
         self._checked_at = 0.0
         self._reload_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
+        self._models_lock = asyncio.Lock()
+        self._api_models_merged = False
         self._client: Any = None
         self._answerer: ChatAnswerer | None = None
         self._portal_cm: AbstractContextManager[Any] | None = None
@@ -101,7 +103,7 @@ class RagService:
                 hint=f"reindex with --embedding-model {wanted}, or unset IORAG_EMBEDDING_MODEL",
             )
         if self._embedder is None or self._embedder.model.id != model_id:
-            self._embedder = make_embedder(model_id, remote_options(self.settings), self.catalog)
+            self._embedder = make_embedder(model_id, self.settings.remote_options(), self.catalog)
         return self._embedder
 
     # -- reading ---------------------------------------------------------------
@@ -125,21 +127,23 @@ class RagService:
             )
         return model
 
+    async def achat_model(self, model_id: str | None = None) -> ModelInfo | None:
+        """Like `chat_model`, but a remote model the built-in catalog lacks is looked up
+        in the API's /models (once per service) before it is called unknown."""
+        wanted = model_id or self.settings.resolved_chat_model()
+        if self.settings.remote and wanted != EXTRACTIVE_MODEL and wanted not in self.catalog:
+            await self._merge_api_models()
+        return self.chat_model(model_id)
+
+    async def _merge_api_models(self) -> None:
+        async with self._models_lock:
+            if not self._api_models_merged:
+                self.catalog = self.catalog.merged(await self._chat().client.list_models())
+                self._api_models_merged = True
+
     def _chat(self) -> ChatAnswerer:
         if self._answerer is None:
-            from indexer.api import ClientConfig, IOIntelligenceClient
-
-            s = self.settings
-            assert s.api_key is not None
-            self._client = IOIntelligenceClient(
-                s.api_key.get_secret_value(),
-                ClientConfig(
-                    base_url=s.base_url,
-                    timeout=s.request_timeout,
-                    max_retries=s.max_retries,
-                    concurrency=s.concurrency,
-                ),
-            )
+            self._client = self.settings.remote_options().make_client()
             self._answerer = ChatAnswerer(self._client)
         return self._answerer
 
@@ -152,7 +156,7 @@ class RagService:
         max_completion_tokens: int | None = None,
     ) -> Answer:
         """Retrieve context for `question` and answer it with sources."""
-        chat_model = self.chat_model(model)
+        chat_model = await self.achat_model(model)
         ranked = await self.asearch(question, top_k)
         if chat_model is None:
             return answer_extractively(question, ranked)
@@ -167,7 +171,7 @@ class RagService:
         max_completion_tokens: int | None = None,
     ) -> AsyncIterator[AnswerEvent]:
         """Like `aask`, yielding text deltas as they arrive and the full answer last."""
-        chat_model = self.chat_model(model)
+        chat_model = await self.achat_model(model)
         ranked = await self.asearch(question, top_k)
         if chat_model is None:
             answer = answer_extractively(question, ranked)
@@ -218,7 +222,7 @@ class RagService:
             embedder=embedder,
             chunk_tokens=s.chunk_tokens,
             overlap=s.chunk_overlap,
-            remote=remote_options(s),
+            remote=s.remote_options(),
             catalog=self.catalog,
         )
 
@@ -295,19 +299,6 @@ class RagService:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def remote_options(settings: Settings) -> RemoteOptions:
-    """How the settings say to reach IO Intelligence."""
-    return RemoteOptions(
-        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-        base_url=settings.base_url,
-        concurrency=settings.concurrency,
-        timeout=settings.request_timeout,
-        max_retries=settings.max_retries,
-        batch_items=settings.embed_batch_items,
-        batch_tokens=settings.embed_batch_tokens,
-    )
 
 
 def _checked_text(text: str, what: str) -> str:

@@ -115,8 +115,10 @@ class RetryPolicy:
         error = failure.error
         if failure.kind == "quota" or not self.reason:
             return error
-        return type(error)(f"{error} ({self.reason})", status_code=error.status_code)
+        return type(error)(f"{error} ({self.reason})", status_code=error.status_code, retry_after=error.retry_after)
 
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?")
 
 
 def parse_delay(value: str | None, *, now: float | None = None) -> float | None:
@@ -146,11 +148,6 @@ def parse_delay(value: str | None, *, now: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now)
-
-
-_QUOTA_WORDS = re.compile(r"quota|credits?\b|daily (?:token )?limit", re.I)
-_RESET_HEADERS = ("x-ratelimit-reset", "x-ratelimit-reset-tokens", "x-ratelimit-reset-requests")
-
 
 
 def human_seconds(seconds: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,7 +56,11 @@ def error_body(kind: str, message: str, hint: str = "", **extra: object) -> dict
 async def _iorag_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.IoragError)
     status = status_for(exc)
-    headers = {"Retry-After": "30"} if status in (429, 503) else None
+    headers = None
+    if status in (429, 503):
+        # The API's own figure when it gave one (an exhausted quota names its refresh), else 30 s.
+        wait = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(max(1, math.ceil(wait)) if wait is not None else 30)}
     if status >= 500:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.user_message())
     return JSONResponse(error_body(type(exc).__name__, str(exc), exc.hint), status_code=status, headers=headers)

@@ -43,6 +43,9 @@ class ContextOut(BaseModel):
     chunks: int
     tokens: int
     dropped: int
+    budget: int | None = Field(
+        default=None, description="Prompt tokens the context was packed into, at most (chat models only)."
+    )
 
 
 class AskResponse(BaseModel):

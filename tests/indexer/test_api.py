@@ -661,3 +661,17 @@ async def test_sse_parsing_tolerates_comments_and_missing_done() -> None:
     assert deltas[-1].usage is not None and deltas[-1].usage.prompt_tokens == 5
     sent = json.loads(seen[0].content)
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+
+
+def test_the_api_package_exports_its_names_and_alone_imports_httpx() -> None:
+    import re
+    from pathlib import Path
+
+    import indexer.api as api
+
+    assert api.__all__ == sorted(api.__all__)
+    assert all(hasattr(api, name) for name in api.__all__)
+    root = Path(api.__file__).parents[1]
+    for path in [*root.rglob("*.py"), *(root.parent / "service").rglob("*.py")]:
+        if re.search(r"^\s*(?:import|from) httpx\b", path.read_text(encoding="utf-8"), re.M):
+            assert path.parent == root / "api", f"{path} imports httpx"

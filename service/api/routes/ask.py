@@ -14,7 +14,13 @@ from ..sse import sse_response
 router = APIRouter(prefix="/v1", tags=["ask"])
 
 
-@router.post("/ask", response_model=AskResponse, responses={200: {"content": {"text/event-stream": {}}}})
+@router.post(
+    "/ask",
+    response_model=AskResponse,
+    # `context.budget` is left out of extractive answers rather than sent as null.
+    response_model_exclude_none=True,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def ask(body: AskRequest, service: ServiceDep) -> Any:
     """Retrieve context and answer. With `stream`, server-sent events: `{"delta"}` pieces, then the full answer."""
     options = {"model": body.model, "top_k": body.top_k, "max_completion_tokens": body.max_completion_tokens}
