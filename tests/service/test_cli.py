@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -137,11 +138,27 @@ def test_eval_scores_a_beir_folder(tmp_path: Path) -> None:
         assert 0.0 <= metrics["ndcg@10"] <= 1.0 and metrics["recall@100"] == 1.0
 
 
+def _cached_rows(index_dir: Path) -> int:
+    """Embeddings committed so far (0 before the cache exists)."""
+    import sqlite3
+
+    path = index_dir / "cache.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return int(db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0  # the table is being created
+
+
 def test_kill_9_during_indexing_leaves_a_readable_index_and_a_rerun_completes(tmp_path: Path) -> None:
     docs = {f"d{i:03d}.md": f"# Note {i}\n\n" + f"Sentence {i} about subject {i % 17}. " * 20 for i in range(120)}
     corpus = write_corpus(tmp_path / "corpus", docs)
+    index_dir = tmp_path / ".iorag"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IORAG_", "IOINTELLIGENCE_"))}
-    for delay in (0.8, 2.5, 4.0):
+    rng = random.Random(7)
+    for _ in range(3):
         process = subprocess.Popen(
             [sys.executable, "-m", "service", "index", str(corpus)],
             cwd=tmp_path,
@@ -149,15 +166,23 @@ def test_kill_9_during_indexing_leaves_a_readable_index_and_a_rerun_completes(tm
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(delay)
+        # Kill after the run has committed something new, at a random moment after that.
+        before = _cached_rows(index_dir)
+        deadline = time.monotonic() + 90
+        while process.poll() is None and _cached_rows(index_dir) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 0.5))
         process.send_signal(signal.SIGKILL)
         process.wait()
-        directory = IndexDirectory(tmp_path / ".iorag")
+        directory = IndexDirectory(index_dir)
         if directory.exists():
             with directory.open_current() as snap:
                 assert snap.manifest.chunks == len(snap.chunks())
+    saved = _cached_rows(index_dir)
+    assert saved > 0, "no batch was committed before the kills"
     result = iorag("index", str(corpus), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["documents"] == 120
-    assert report["cached_chunks"] > 0, "the killed runs' embeddings were lost"
+    assert report["cached_chunks"] >= saved, "the killed runs' embeddings were lost"
+    assert report["cached_chunks"] + report["chunks_embedded"] == report["chunks"]
