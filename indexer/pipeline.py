@@ -401,18 +401,31 @@ class Indexer:
         return self._embedder
 
     async def _embed(self, plan: _Plan, requests: _Requests, cache: EmbeddingCache) -> None:
-        """Embed what the cache lacks, committing every batch to the cache as it arrives."""
+        """Embed what the cache lacks, committing every batch to the cache as it arrives.
+
+        When a request fails (quota, rate limits, a failing API), no further batch is
+        started, but the requests already in flight are let finish and their vectors
+        are kept: the API works on them and bills them whether or not we wait, so
+        cancelling them would pay for those chunks again on the rerun.
+        """
         embedder = self.embedder_for(plan.model)
         texts, counts, missing = requests.texts, requests.counts, requests.hashes
         gate = asyncio.Semaphore(max(1, embedder.concurrency))
         total = len(texts)
         done = 0
         report = plan.report
+        failures: list[IoragError] = []
 
         async def run(batch: list[int]) -> None:
             nonlocal done
             async with gate:
-                vectors = await embedder.embed_batch([texts[i] for i in batch])
+                if failures:
+                    return  # not sent: the run is ending
+                try:
+                    vectors = await embedder.embed_batch([texts[i] for i in batch])
+                except IoragError as exc:
+                    failures.append(exc)
+                    return
             # Commit before anything else can fail: this batch is never paid for twice.
             cache.put_many(plan.model.id, [(missing[i], vectors[row]) for row, i in enumerate(batch)])
             done += len(batch)
@@ -421,19 +434,26 @@ class Indexer:
             if self._progress:
                 self._progress(done, total)
 
+        tasks = [asyncio.create_task(run(batch)) for batch in requests.batches]
         try:
-            async with asyncio.TaskGroup() as group:
-                for batch in requests.batches:
-                    group.create_task(run(batch))
-        except* QuotaExhaustedError as errors:
-            first = errors.exceptions[0]
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # A bug, a failed cache write or Ctrl-C: stop everything now.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        if not failures:
+            return
+        quota = next((f for f in failures if isinstance(f, QuotaExhaustedError)), None)
+        if quota is not None:
             raise QuotaExhaustedError(
                 f"embedding quota exhausted: {done} of {total} new chunks embedded and saved, "
-                f"{total - done} left; {first}",
+                f"{total - done} left; {quota}",
                 status_code=429,
-            ) from first
-        except* IoragError as errors:
-            raise errors.exceptions[0] from None
+                retry_after=quota.retry_after,
+            ) from quota
+        raise failures[0]
 
     def _vectors(self, plan: _Plan, cache: EmbeddingCache) -> np.ndarray:
         found = cache.get_many(plan.model.id, list(dict.fromkeys(plan.hashes)))

@@ -518,10 +518,15 @@ class IndexDirectory:
                 raise IndexNotFoundError(f"no index at {self.root}")
             try:
                 return Snapshot(self.snapshots_dir / snapshot_id)
-            except CorruptIndexError:
+            except CorruptIndexError as exc:
                 # A writer may have published twice since CURRENT was read and collected this
                 # snapshot; only a CURRENT that still names it means the files are really bad.
                 if self.current_id() == snapshot_id:
+                    # Indexing opens the current snapshot too, so without this the user is stuck.
+                    exc.hint = exc.hint or (
+                        f"to rebuild, delete {self.root / 'CURRENT'} and index your sources again: "
+                        "vectors in cache.sqlite are reused, documents added over HTTP must be added again"
+                    )
                     raise
         raise StoreError(f"{self.root}: the index kept changing while it was being opened; try again")
 
