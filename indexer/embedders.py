@@ -74,11 +74,11 @@ def make_embedder(model_id: str, remote: RemoteOptions | None = None, catalog: C
             f"{model_id} runs on IO Intelligence and needs an API key",
             hint="set IOINTELLIGENCE_API_KEY, or use the offline model local/all-MiniLM-L6-v2",
         )
-    from .remote import RemoteEmbedder
+    from .remote import DEFAULT_BATCH_ITEMS, RemoteEmbedder
 
-    kwargs: dict[str, int] = {}
-    if options.batch_items:
-        kwargs["max_batch_items"] = options.batch_items
-    if options.batch_tokens:
-        kwargs["max_batch_tokens"] = options.batch_tokens
-    return RemoteEmbedder(options.make_client(), model, **kwargs)
+    return RemoteEmbedder(
+        options.make_client(),
+        model,
+        max_batch_items=options.batch_items or DEFAULT_BATCH_ITEMS,
+        max_batch_tokens=options.batch_tokens,
+    )

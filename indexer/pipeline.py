@@ -282,7 +282,9 @@ class Indexer:
         report = IndexReport(embedding_model=model.id, dry_run=dry_run, daily_quota_tokens=model.daily_quota_tokens)
 
         old_records = current.documents() if current else {}
-        same_chunking = bool(current) and current.manifest.extra.get("chunking") == self._config_key(model, config)
+        same_chunking = (
+            current is not None and current.manifest.extra.get("chunking") == self._config_key(model, config)
+        )
         old_chunks: dict[str, list[Chunk]] = {}
         if current and same_chunking:
             for chunk in current.chunks():
@@ -333,7 +335,7 @@ class Indexer:
 
         report.documents = len(records)
         report.chunks = len(chunks)
-        model_switch = bool(current) and current.manifest.embedding_model != model.id
+        model_switch = current is not None and current.manifest.embedding_model != model.id
         changed = (
             current is None
             or model_switch

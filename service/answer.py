@@ -6,7 +6,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Sequence
 
-from indexer.api import IOIntelligenceClient
+from indexer.api import IOIntelligenceClient, Usage
 from indexer.catalog import EXTRACTIVE_MODEL, ModelInfo
 from indexer.errors import ContextLengthError
 from indexer.models import ScoredChunk
@@ -15,12 +15,6 @@ from indexer.tokens import counter_for
 from .citations import map_citations
 from .extractive import extractive_answer
 from .prompting import PackedPrompt, TokenRatioTracker, budget_for, pack_prompt, shrink_budget
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 @dataclass(frozen=True)

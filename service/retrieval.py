@@ -6,7 +6,7 @@ from typing import Literal, Sequence
 
 from indexer.embedding import Embedder
 from indexer.lexical import LexicalIndex
-from indexer.models import ScoredChunk
+from indexer.models import Chunk, ScoredChunk
 from indexer.store import Snapshot
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -21,7 +21,7 @@ MIN_CANDIDATES = 100
 def reciprocal_rank_fusion(lists: Sequence[Sequence[ScoredChunk]], k: int, rrf_k: int = RRF_K) -> list[ScoredChunk]:
     """Fuse ranked lists: score = sum of 1 / (rrf_k + rank) over the lists a chunk appears in."""
     scores: dict[str, float] = {}
-    chunks = {}
+    chunks: dict[str, Chunk] = {}
     for ranked in lists:
         for rank, hit in enumerate(ranked, start=1):
             chunk_id = hit.chunk.chunk_id

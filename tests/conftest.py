@@ -26,6 +26,9 @@ def _no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("IORAG_") or name.startswith("IOINTELLIGENCE_"):
             monkeypatch.delenv(name)
+    # A proxy from the environment would route even loopback calls elsewhere.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def hash_vector(text: str, dims: int) -> np.ndarray:

@@ -48,7 +48,8 @@ def model_from_record(record: Any, known: Mapping[str, ModelInfo]) -> ModelInfo 
     model_id = record.get("id") or record.get("model")
     if not isinstance(model_id, str) or not model_id.strip():
         return None
-    meta = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
+    raw_meta = record.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
 
     def first(*keys: str) -> int | None:
         for holder in (record, meta):

@@ -92,7 +92,7 @@ class RetryPolicy:
             )
             return True
         # idle_for counts waits even when the sleep is faked (tests), wall time counts real ones.
-        spent = max(state.seconds_since_start, state.idle_for)
+        spent = max(state.seconds_since_start or 0.0, state.idle_for)
         if spent + upcoming > self.config.total_retry_budget:
             self.reason = (
                 f"after {state.attempt_number} attempts in {spent:.1f} s "

@@ -49,28 +49,8 @@ R1 = "deepseek-ai/DeepSeek-R1-0528"
 MOCK_URL = "http://127.0.0.1:9/api/v1"  # never contacted: MockTransport answers
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A proxy from the environment would route even loopback calls elsewhere.
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def server() -> Any:
-    with FakeServer() as running:
-        yield running
-
-
-@pytest.fixture
-def fake(server: FakeServer) -> FakeServer:
-    server.reset()
-    return server
 
 
 def fast_config(base_url: str, **changes: Any) -> ClientConfig:

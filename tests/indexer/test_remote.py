@@ -35,27 +35,8 @@ _WORDS = (
 ).split()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def server() -> Any:
-    with FakeServer() as running:
-        yield running
-
-
-@pytest.fixture
-def fake(server: FakeServer) -> FakeServer:
-    server.reset()
-    return server
 
 
 def client_for(fake: FakeServer, **changes: Any) -> IOIntelligenceClient:

@@ -42,7 +42,7 @@ async def chat_completions(body: ChatCompletionRequest, service: ServiceDep) -> 
     """Answer the last user message from the index (set `stream` for server-sent chunks)."""
     question = _question(body)
     model = None if body.model in (None, "", "iorag") else body.model
-    options = {
+    options: dict[str, Any] = {
         "model": model,
         "top_k": body.top_k,
         "max_completion_tokens": body.max_completion_tokens or body.max_tokens,
