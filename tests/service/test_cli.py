@@ -186,3 +186,9 @@ def test_kill_9_during_indexing_leaves_a_readable_index_and_a_rerun_completes(tm
     assert report["documents"] == 120
     assert report["cached_chunks"] >= saved, "the killed runs' embeddings were lost"
     assert report["cached_chunks"] + report["chunks_embedded"] == report["chunks"]
+
+
+def test_an_index_built_with_another_model_is_a_clear_error(indexed: Path) -> None:
+    result = iorag("search", "quota", cwd=indexed, env={"IORAG_EMBEDDING_MODEL": "mixedbread-ai/mxbai-embed-large-v1"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "built with local/all-MiniLM-L6-v2" in result.stderr and "--embedding-model" in result.stderr
