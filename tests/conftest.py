@@ -17,7 +17,6 @@ from indexer.errors import QuotaExhaustedError
 from indexer.tokens import counter_for
 
 ROOT = Path(__file__).resolve().parents[1]
-SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
 
 
 @pytest.fixture(autouse=True)
