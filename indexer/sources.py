@@ -12,13 +12,14 @@ import glob
 import json
 import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import SourceError
+from .html_markdown import html_to_markdown
 from .models import Document
+from .scope import GLOB_MAGIC, SUPPORTED_SUFFIXES, file_kind, in_scope
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -33,22 +34,9 @@ __all__ = [
     "scan",
 ]
 
-#: File kinds by suffix (compared lower-cased).
-_KINDS = {
-    ".txt": "text",
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".html": "html",
-    ".htm": "html",
-    ".jsonl": "jsonl",
-}
-SUPPORTED_SUFFIXES = tuple(_KINDS)
-
 #: How much of a file is looked at for NUL bytes to call it binary.
 _BINARY_PROBE = 8192
-_GLOB_MAGIC = re.compile(r"[*?[]")
 _MARKDOWN_TITLE = re.compile(r"#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*")
-_WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -175,20 +163,20 @@ def iter_files(paths: Sequence[str | Path]) -> Iterator[Path | SourceProblem]:
         elif path.exists():
             if not path.is_file():
                 yield SourceProblem(str(raw), "not a regular file")
-            elif _kind(path) is None:
+            elif file_kind(path) is None:
                 supported = " ".join(SUPPORTED_SUFFIXES)
                 yield SourceProblem(
                     str(raw), f"unsupported file type {path.suffix!r} (supported: {supported})"
                 )
             elif fresh(path):
                 yield path
-        elif _GLOB_MAGIC.search(str(raw)):
+        elif GLOB_MAGIC.search(str(raw)):
             matches = sorted(glob.glob(str(raw), recursive=True))
             if not matches:
                 yield SourceProblem(str(raw), "no files match this pattern")
             for match in map(Path, matches):
                 items: Iterable[Path | SourceProblem] = (
-                    _walk(match) if match.is_dir() else [match] if match.is_file() and _kind(match) else []
+                    _walk(match) if match.is_dir() else [match] if match.is_file() and file_kind(match) else []
                 )
                 for item in items:
                     if isinstance(item, SourceProblem) or fresh(item):
@@ -203,17 +191,13 @@ def _walk(directory: Path) -> Iterator[Path | SourceProblem]:
         # Sorted in place so os.walk descends in a stable order.
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and _kind(Path(name)) is not None:
+            if not name.startswith(".") and file_kind(Path(name)) is not None:
                 yield Path(root, name)
         while errors:
             error = errors.pop(0)
             yield SourceProblem(str(error.filename or root), error.strerror or str(error))
     for error in errors:
         yield SourceProblem(str(error.filename or directory), error.strerror or str(error))
-
-
-def _kind(path: Path) -> str | None:
-    return _KINDS.get(path.suffix.lower())
 
 
 def read_file(path: Path, *, base: Path | None = None) -> Iterator[Document | SourceProblem]:
@@ -228,7 +212,7 @@ def read_file(path: Path, *, base: Path | None = None) -> Iterator[Document | So
         Documents, and a `SourceProblem` for the file or for each bad line.
     """
     source = os.path.abspath(path)
-    kind = _kind(path)
+    kind = file_kind(path)
     if kind is None:
         yield SourceProblem(source, f"unsupported file type {path.suffix!r}")
         return
@@ -410,183 +394,3 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-# -- HTML ---------------------------------------------------------------------
-
-_DROPPED_TAGS = frozenset(
-    {"script", "style", "nav", "noscript", "template", "head", "title", "svg", "iframe", "object"}
-)
-_BLOCK_TAGS = frozenset(
-    {
-        "address", "article", "aside", "blockquote", "body", "caption", "dd", "details", "dialog",
-        "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "header", "hr",
-        "html", "li", "main", "ol", "p", "section", "summary", "table", "tbody", "td", "tfoot",
-        "th", "thead", "tr", "ul",
-    }
-)  # fmt: skip
-_HEADING_TAGS = {f"h{level}": level for level in range(1, 7)}
-
-
-def html_to_markdown(html: str) -> tuple[str, str]:
-    """Turn HTML into markdown-ish text the chunker understands.
-
-    Headings become `#` headings, block elements (p, li, td, ...) become
-    paragraphs separated by blank lines, `pre` becomes a fenced block, and
-    script, style and nav are dropped.
-
-    Args:
-        html: The page.
-
-    Returns:
-        (title, text): the `<title>` or else the first `<h1>` (may be empty), and the text.
-    """
-    from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
-    from bs4.element import CData, NavigableString
-
-    with warnings.catch_warnings():
-        # A page whose whole text looks like a file name or XML is still a page.
-        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
-        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
-        soup = BeautifulSoup(html, "html.parser")
-
-    blocks: list[str] = []
-    inline: list[str] = []
-    # "- " waiting for the first text of a list item, which may sit in a nested block.
-    bullet = [""]
-
-    def flush() -> None:
-        lines = (" ".join(part.split()) for part in "".join(inline).split("\n"))
-        # A paragraph starting with "#" must not read as a heading.
-        text = "\n".join("\\" + line if line.startswith("#") else line for line in lines if line)
-        if text:
-            blocks.append(bullet[0] + text)
-            bullet[0] = ""
-        inline.clear()
-
-    def walk(node: Any) -> None:
-        for child in node.children:
-            if type(child) is NavigableString or isinstance(child, CData):
-                inline.append(_WHITESPACE.sub(" ", str(child)))
-            elif isinstance(child, NavigableString) or child.name in _DROPPED_TAGS:
-                continue  # comments, doctypes, processing instructions; dropped elements
-            elif child.name in _HEADING_TAGS:
-                flush()
-                heading = " ".join(child.get_text(" ").split())
-                if heading:
-                    blocks.append("#" * _HEADING_TAGS[child.name] + " " + heading)
-            elif child.name == "pre":
-                flush()
-                code = child.get_text().strip("\n")
-                if code.strip():
-                    # A fence longer than any backtick run inside keeps the block closed.
-                    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
-                    fence = "`" * max(3, longest + 1)
-                    blocks.append(f"{fence}\n{code}\n{fence}")
-            elif child.name == "br":
-                inline.append("\n")
-            elif child.name in _BLOCK_TAGS:
-                flush()
-                if child.name == "li":
-                    bullet[0] = "- "
-                walk(child)
-                flush()
-                bullet[0] = ""
-            else:
-                walk(child)
-
-    walk(soup)
-    flush()
-    title_tag = soup.find("title")
-    title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
-    if not title:
-        h1 = soup.find("h1")
-        title = " ".join(h1.get_text(" ").split()) if h1 else ""
-    return title, "\n\n".join(blocks)
-
-
-# -- scope --------------------------------------------------------------------
-
-
-def in_scope(source: str, paths: Sequence[str | Path]) -> bool:
-    """Whether a scan of `paths` would have read the file `source` if it still existed.
-
-    True when `source` is one of the paths, lies under one of them (a
-    directory, with no hidden component and a supported suffix), or matches
-    a glob by the same rules the scan uses. Used to retire documents whose
-    file is gone without touching documents from elsewhere.
-
-    Args:
-        source: A document's source: the absolute path of its file.
-        paths: The paths of the scan.
-
-    Returns:
-        True when the scan covered that file.
-    """
-    target = os.path.abspath(source)
-    for raw in paths:
-        path = os.path.abspath(raw)
-        if target == path:
-            return True
-        if _walk_covers(path, target):
-            return True
-        if _GLOB_MAGIC.search(str(raw)) and not os.path.exists(raw):
-            pattern = _glob_regex(path)
-            # A glob match that is a directory is walked, so any ancestor may be the match.
-            candidate = target
-            while True:
-                if pattern.fullmatch(candidate) and (
-                    candidate == target and _kind(Path(target)) is not None or _walk_covers(candidate, target)
-                ):
-                    return True
-                parent = os.path.dirname(candidate)
-                if parent == candidate:
-                    break
-                candidate = parent
-    return False
-
-
-def _walk_covers(directory: str, target: str) -> bool:
-    """Whether walking `directory` reads `target` (below it, nothing hidden, supported suffix)."""
-    prefix = directory.rstrip(os.sep) + os.sep
-    if not target.startswith(prefix):
-        return False
-    parts = target[len(prefix) :].split(os.sep)
-    return not any(part.startswith(".") for part in parts) and _kind(Path(target)) is not None
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A regex for what `glob.glob(pattern, recursive=True)` matches (hidden names only when spelled out)."""
-    segments = pattern.split(os.sep)
-    out = []
-    for index, segment in enumerate(segments):
-        last = index == len(segments) - 1
-        if segment == "**":
-            # Any number of non-hidden directories; as the last segment, at least one entry.
-            out.append(r"[^/.][^/]*(?:/[^/.][^/]*)*" if last else r"(?:[^/.][^/]*/)*")
-            continue
-        out.append(_segment_regex(segment) + ("" if last else "/"))
-    return re.compile("".join(out), re.DOTALL)
-
-
-def _segment_regex(segment: str) -> str:
-    parts = []
-    position = 0
-    while position < len(segment):
-        char = segment[position]
-        if char == "*":
-            parts.append("[^/]*")
-        elif char == "?":
-            parts.append("[^/]")
-        elif char == "[" and (close := segment.find("]", position + 2)) != -1:
-            body = segment[position + 1 : close]
-            negate = body.startswith("!")
-            body = body[1:] if negate else body
-            parts.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\").replace("^", "\\^") + "]")
-            position = close
-        else:
-            parts.append(re.escape(char))
-        position += 1
-    regex = "".join(parts)
-    # Like glob: a wildcard at the start of a name does not match a leading ".".
-    return r"(?!\.)" + regex if segment[:1] in ("*", "?", "[") else regex

@@ -1,4 +1,4 @@
-"""The public names of both packages, pinned; and the one direction of imports."""
+"""The public names of the packages, pinned; the one direction of imports; where faiss and sqlite3 may appear."""
 
 from __future__ import annotations
 
@@ -48,3 +48,24 @@ def test_indexer_never_imports_service_and_frameworks_stay_at_the_edges() -> Non
         if "click" in top:
             assert path.name == "cli.py", path
         assert "httpx" not in top and "faiss" not in top, path
+
+
+def test_only_the_store_package_touches_faiss_and_sqlite() -> None:
+    store = ROOT / "indexer" / "store"
+    for path in (ROOT / "indexer").rglob("*.py"):
+        top = {name.split(".")[0] for name in _imports(path)}
+        if path.parent != store:
+            assert not {"faiss", "sqlite3"} & top, path
+        elif "faiss" in top:
+            assert path.name == "dense.py", path
+    for path in (ROOT / "service").rglob("*.py"):
+        assert "sqlite3" not in {name.split(".")[0] for name in _imports(path)}, path
+
+
+def test_store_exports() -> None:
+    import indexer.store as store
+
+    assert store.__all__ == sorted(store.__all__)
+    assert store.__all__ == ["DocumentRecord", "EmbeddingCache", "IndexDirectory", "IndexWriter", "Manifest", "Snapshot"]
+    for name in store.__all__:
+        assert hasattr(store, name), name

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer import store
 from indexer.errors import (
     CorruptIndexError,
     DimensionMismatchError,
@@ -27,6 +26,7 @@ from indexer.errors import (
 )
 from indexer.models import Chunk
 from indexer.store import DocumentRecord, EmbeddingCache, IndexDirectory, Manifest, Snapshot
+from indexer.store import writer as store_writer
 
 PROJECT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("store_crash_worker.py")
@@ -418,7 +418,7 @@ def test_failed_build_leaves_the_old_snapshot_current(
     documents, chunks, vectors = corpus
     directory = IndexDirectory(tmp_path)
     first = publish(directory, documents, chunks, vectors)
-    monkeypatch.setattr(store, "_write_dense", _explode)  # chunks.sqlite is already written by then
+    monkeypatch.setattr(store_writer, "write_dense", _explode)  # chunks.sqlite is already written by then
     with pytest.raises(RuntimeError, match="simulated"):
         publish(directory, documents[:2], chunks[:8], vectors[:8])
     assert directory.current_id() == first.snapshot
@@ -434,8 +434,8 @@ def test_crash_mid_build_is_cleaned_by_the_next_publish(
     directory = IndexDirectory(tmp_path)
     first = publish(directory, documents, chunks, vectors)
     # A crash: the build stops after chunks.sqlite and nothing gets to clean up.
-    monkeypatch.setattr(store, "_remove_tree", lambda path: None)
-    monkeypatch.setattr(store, "_write_dense", _explode)
+    monkeypatch.setattr(store_writer, "remove_tree", lambda path: None)
+    monkeypatch.setattr(store_writer, "write_dense", _explode)
     with pytest.raises(RuntimeError):
         publish(directory, documents[:2], chunks[:8], vectors[:8])
     [tmp] = [name for name in snapshot_dirs(tmp_path) if name.startswith(".tmp-")]
@@ -455,7 +455,7 @@ def test_crash_between_rename_and_current(tmp_path: Path, corpus: Any, monkeypat
     documents, chunks, vectors = corpus
     directory = IndexDirectory(tmp_path)
     first = publish(directory, documents, chunks, vectors)
-    monkeypatch.setattr(store, "_write_current", _explode)
+    monkeypatch.setattr(store_writer, "_write_current", _explode)
     with pytest.raises(RuntimeError):
         publish(directory, documents[:1], chunks[:4], vectors[:4])
     assert len(snapshot_dirs(tmp_path)) == 2 and directory.current_id() == first.snapshot
@@ -531,7 +531,7 @@ def test_kill_9_at_random_moments_never_breaks_the_index(tmp_path: Path) -> None
     root = tmp_path / "idx"
     rng = random.Random(20240611)
     last_reported: str | None = None
-    for round_ in range(8):
+    for _ in range(8):
         proc = subprocess.Popen(
             [sys.executable, str(WORKER), str(root), str(rng.randrange(1_000_000))],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -1,0 +1,30 @@
+"""The index on disk: immutable snapshots (SQLite metadata + FAISS vectors) switched atomically.
+
+Layout under the index root:
+
+    cache.sqlite          embedding cache (`cache.py`)
+    write.lock            one writer at a time
+    CURRENT               {"format": 1, "snapshot": "<id>"}, replaced atomically
+    snapshots/<id>/       immutable once published:
+        manifest.json     model, dims, counts, file sizes, caller's extras
+        chunks.sqlite     documents and chunks tables
+        dense.faiss       IndexIDMap2(IndexFlatIP(dims)); ids are chunks.id
+    snapshots/.tmp-<id>/  a snapshot being built; never read, removed by the next publish
+
+A snapshot is built in its `.tmp-` directory with every file fsynced, renamed
+into place, and only then named by CURRENT. A crash at any moment leaves
+CURRENT naming the last complete snapshot.
+
+Modules: `snapshot` (the format; reading), `writer` (building, publishing,
+garbage collection), `directory` (CURRENT, the lock), `cache`, `dense` (the
+only faiss import) and `durable` (fsync, atomic writes).
+"""
+
+from __future__ import annotations
+
+from .cache import EmbeddingCache
+from .directory import IndexDirectory
+from .snapshot import DocumentRecord, Manifest, Snapshot
+from .writer import IndexWriter
+
+__all__ = ["DocumentRecord", "EmbeddingCache", "IndexDirectory", "IndexWriter", "Manifest", "Snapshot"]

@@ -1,0 +1,261 @@
+"""Building a snapshot and publishing it: IndexWriter, then garbage collection of old snapshots."""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import secrets
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import CorruptIndexError, DimensionMismatchError, StoreError
+from ..models import Chunk
+from .cache import EmbeddingCache
+from .dense import write_dense
+from .durable import fsync_path, remove_tree, write_durably
+from .snapshot import CHUNK_COLUMNS, FORMAT, SCHEMA, SNAPSHOT_ID, DocumentRecord, Manifest
+
+if TYPE_CHECKING:
+    from .directory import IndexDirectory
+
+_TMP_PREFIX = ".tmp-"
+
+
+def _new_snapshot_id() -> str:
+    # Sortable by creation time; the random tail keeps two writers on two machines apart.
+    return f"{time.time_ns():020d}-{secrets.token_hex(4)}"
+
+
+def _write_chunks_db(path: Path, documents: Sequence[DocumentRecord], chunks: Sequence[Chunk]) -> None:
+    """Write chunks.sqlite in one transaction; chunk row ids are 1..n in the order given."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        # A half-written file here is thrown away with its .tmp directory, so no journal is
+        # needed; durability comes from the explicit fsync after close.
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.executescript(SCHEMA)
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO documents (id, doc_id, source, content_hash, title, metadata, chunk_ids, text)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (i, d.doc_id, d.source, d.content_hash, d.title, _dump_metadata(d), json.dumps(list(d.chunk_ids)),
+                 d.text)
+                for i, d in enumerate(documents, start=1)
+            ],
+        )
+        conn.executemany(
+            f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (i, c.chunk_id, c.doc_id, c.ordinal, c.text, c.start, c.end, c.tokens, c.title,
+                 json.dumps(list(c.headings)))
+                for i, c in enumerate(chunks, start=1)
+            ],
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    fsync_path(path)
+
+
+def _dump_metadata(record: DocumentRecord) -> str:
+    try:
+        return json.dumps(dict(record.metadata), sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"document {record.doc_id!r}: metadata is not JSON-serializable: {exc}") from exc
+
+
+def _check_publish_input(
+    dims: int, documents: Sequence[DocumentRecord], chunks: Sequence[Chunk], vectors: np.ndarray
+) -> tuple[list[Chunk], np.ndarray]:
+    """Validate publish's arguments; return chunks and vectors in (document, ordinal) order."""
+    if isinstance(dims, bool) or dims < 1:
+        raise DimensionMismatchError(f"dims must be positive, got {dims}")
+    array = np.asarray(vectors)
+    if array.ndim != 2 or array.shape[1] != dims:
+        raise DimensionMismatchError(f"vectors have shape {array.shape}; expected (n, {dims})")
+    if array.shape[0] != len(chunks):
+        raise StoreError(f"{array.shape[0]} vectors for {len(chunks)} chunks; expected one row per chunk")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise StoreError("vectors contain NaN or infinity")
+    position: dict[str, int] = {}
+    for i, record in enumerate(documents):
+        if record.doc_id in position:
+            raise StoreError(f"document id {record.doc_id!r} appears twice")
+        position[record.doc_id] = i
+    seen: set[str] = set()
+    by_doc: dict[str, list[tuple[int, int]]] = {}
+    for i, chunk in enumerate(chunks):
+        if chunk.chunk_id in seen:
+            raise StoreError(f"chunk id {chunk.chunk_id!r} appears twice")
+        seen.add(chunk.chunk_id)
+        if chunk.doc_id not in position:
+            raise StoreError(
+                f"chunk {chunk.chunk_id!r} belongs to document {chunk.doc_id!r}, which is not published"
+            )
+        by_doc.setdefault(chunk.doc_id, []).append((chunk.ordinal, i))
+    order: list[int] = []
+    for record in documents:
+        members = [i for _, i in sorted(by_doc.get(record.doc_id, []))]
+        ids = tuple(chunks[i].chunk_id for i in members)
+        if ids != tuple(record.chunk_ids):
+            raise StoreError(
+                f"document {record.doc_id!r} lists chunk ids {list(record.chunk_ids)} "
+                f"but its chunks, by ordinal, are {list(ids)}"[:500]
+            )
+        order.extend(members)
+    if order == list(range(len(chunks))):
+        return list(chunks), array
+    return [chunks[i] for i in order], array[order]
+
+
+def _write_current(root: Path, snapshot_id: str) -> None:
+    """Point CURRENT at a snapshot: temp file in the same directory, fsync, rename, fsync the directory."""
+    tmp = root / f"CURRENT.tmp-{secrets.token_hex(4)}"
+    write_durably(tmp, json.dumps({"format": FORMAT, "snapshot": snapshot_id}).encode())
+    os.replace(tmp, root / "CURRENT")
+    fsync_path(root, directory=True)
+
+
+class IndexWriter:
+    """Publishes snapshots; exists only inside `IndexDirectory.writer()`, which holds the lock."""
+
+    def __init__(self, directory: IndexDirectory, cache: EmbeddingCache) -> None:
+        self.directory = directory
+        self.cache = cache
+        self._closed = False
+
+    def _close(self) -> None:
+        self._closed = True
+
+    def publish(
+        self,
+        *,
+        embedding_model: str,
+        dims: int,
+        documents: Sequence[DocumentRecord],
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Write a complete snapshot and make it the current one.
+
+        Chunks are stored in (document order, ordinal) order whatever order they come in.
+        Afterwards only this snapshot and the one it replaced are kept.
+
+        Args:
+            embedding_model: the model the vectors come from.
+            dims: the vectors' dimension.
+            documents: every document of the new index, in order; each lists its chunk ids by ordinal.
+            chunks: every chunk; each belongs to one of `documents`.
+            vectors: float32, shape (len(chunks), dims); row i belongs to chunks[i].
+            extra: JSON-serializable facts kept in the manifest (chunking settings, ...).
+
+        Returns:
+            The new snapshot's manifest.
+
+        Raises:
+            DimensionMismatchError: vectors are not (n, dims).
+            StoreError: inconsistent input (names the id) or a failed write.
+        """
+        if self._closed:
+            raise StoreError(f"{self.directory.root}: this writer is closed")
+        if not embedding_model:
+            raise StoreError("embedding_model must not be empty")
+        dims = operator.index(dims)  # a numpy integer would not survive json.dumps
+        ordered, array = _check_publish_input(dims, documents, chunks, vectors)
+        try:
+            extra_json = json.loads(json.dumps(dict(extra or {})))
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"publish extra is not JSON-serializable: {exc}") from exc
+        root, snapshots = self.directory.root, self.directory.snapshots_dir
+        try:
+            previous: str | None = self.directory.current_id()
+        except CorruptIndexError:
+            # CURRENT is damaged: keep the newest snapshot as the fallback instead.
+            names = [p.name for p in snapshots.iterdir()] if snapshots.is_dir() else []
+            previous = max(filter(SNAPSHOT_ID.match, names), default=None)
+        snapshot_id = _new_snapshot_id()
+        tmp = snapshots / f"{_TMP_PREFIX}{snapshot_id}"
+        manifest = Manifest(FORMAT, snapshot_id, embedding_model, dims, len(documents), len(ordered),
+                            datetime.now(timezone.utc).isoformat(timespec="milliseconds"), extra_json)
+        try:
+            if not snapshots.is_dir():
+                snapshots.mkdir()
+                fsync_path(root, directory=True)
+            tmp.mkdir()
+            _write_chunks_db(tmp / "chunks.sqlite", documents, ordered)
+            write_dense(tmp / "dense.faiss", array, dims)
+            _write_manifest(tmp, manifest, previous)
+            fsync_path(tmp, directory=True)
+            os.rename(tmp, snapshots / snapshot_id)
+            fsync_path(snapshots, directory=True)
+            _write_current(root, snapshot_id)
+        except (OSError, sqlite3.Error) as exc:
+            remove_tree(tmp)
+            raise StoreError(f"cannot write snapshot {snapshot_id} in {snapshots}: {exc}") from exc
+        except UnicodeEncodeError as exc:
+            remove_tree(tmp)
+            raise StoreError(f"{_unencodable(documents, ordered)} is not valid Unicode: {exc}") from exc
+        except BaseException:
+            remove_tree(tmp)
+            raise
+        self._collect_garbage(keep={snapshot_id, previous} if previous else {snapshot_id})
+        return manifest
+
+    def _collect_garbage(self, keep: set[str]) -> None:
+        """Delete unfinished builds and every snapshot but `keep` (safe: we hold the lock).
+
+        Best effort: the snapshot is already published, and the next publish tries again.
+        """
+        try:
+            for entry in self.directory.snapshots_dir.iterdir():
+                unfinished = entry.name.startswith(_TMP_PREFIX)
+                if unfinished or (SNAPSHOT_ID.match(entry.name) and entry.name not in keep):
+                    remove_tree(entry)
+            for entry in self.directory.root.glob("CURRENT.tmp-*"):
+                entry.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _unencodable(documents: Sequence[DocumentRecord], chunks: Sequence[Chunk]) -> str:
+    """Name the first document or chunk whose text SQLite cannot store (unpaired surrogates)."""
+    for chunk in chunks:
+        for value in (chunk.chunk_id, chunk.doc_id, chunk.text, chunk.title):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"chunk {chunk.chunk_id!r}"
+    for record in documents:
+        for value in (record.doc_id, record.source, record.content_hash, record.title, record.text):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"document {record.doc_id!r}"
+    return "some text"
+
+
+def _write_manifest(directory: Path, manifest: Manifest, previous: str | None) -> None:
+    data = {
+        "format": manifest.format,
+        "snapshot": manifest.snapshot,
+        "embedding_model": manifest.embedding_model,
+        "dims": manifest.dims,
+        "documents": manifest.documents,
+        "chunks": manifest.chunks,
+        "created_at": manifest.created_at,
+        "previous": previous,
+        "index": {"type": "IndexIDMap2(IndexFlatIP)", "metric": "inner_product", "ids": "chunks.id"},
+        "files": {name: {"bytes": (directory / name).stat().st_size} for name in ("chunks.sqlite", "dense.faiss")},
+        "extra": dict(manifest.extra),
+    }
+    write_durably(directory / "manifest.json", json.dumps(data, indent=2, sort_keys=True).encode())
