@@ -61,10 +61,20 @@ class ModelInfo:
 
 
 def _family(model_id: str) -> str:
-    """Guess the tokenizer family from a model id (see tokens.FAMILIES)."""
+    """Guess the tokenizer family from a model id (see tokens.FAMILIES).
+
+    Fine-tunes keep their base model's tokenizer, so models built on Qwen2/2.5
+    or Llama 3 count as those even when the id does not say so: Bespoke-Stratos,
+    Sky-T1, Confucius-o1, K2-Think, ReaderLM-v2, AceMath (Qwen2.5-Math) and
+    0x-lite (Qwen2.5-14B) on Qwen; DeepSeek-R1-Distill-Llama (Llama 3.1/3.3),
+    Nemotron-70B, watt-tool and Dobby on Llama 3. Llama 4 has a tokenizer of
+    its own: "other".
+    """
     name = model_id.lower()
-    qwen_based = ("qwen", "qwq", "bespoke-stratos", "sky-t1", "confucius", "k2-think", "readerlm")
-    llama3_based = ("llama-3", "nemotron-70b", "watt-tool", "dobby")
+    qwen_based = (
+        "qwen", "qwq", "bespoke-stratos", "sky-t1", "confucius", "k2-think", "readerlm", "acemath", "0x-lite",
+    )
+    llama3_based = ("llama-3", "distill-llama", "nemotron-70b", "watt-tool", "dobby")
     if any(key in name for key in qwen_based):
         return "qwen"
     if any(key in name for key in llama3_based):

@@ -10,17 +10,23 @@ What it reproduces (see FakeConfig for the knobs):
 
 - `Authorization: Bearer <key>` required; a wrong key gets 401 in the OpenAI
   error shape, echoing the key (so clients must redact it).
-- Faults, decided per call before anything else: a scripted list consumed
+- Every request is received whole (its body read) before anything else,
+  latency included, as a real server does: a client that dies while the fake
+  makes it wait has still sent its request, which is logged, counted against
+  the quota and answered into the void. A client that hangs up before its
+  request is complete sent nothing: that is neither logged nor a traceback.
+- Faults, decided per call after latency and auth: a scripted list consumed
   first (`script=[429, "429+retry", 503, "drop", "timeout"]`), then random ones
   by rate (429 with or without Retry-After, 503, dropped connection, stall).
 - `/embeddings`: body validation (422), per-model forced status (402 premium,
   ...), unknown model 404, quota per model (429 whose message says "quota",
-  with `x-ratelimit-reset` seconds), token counting with a tokenizer of its
-  own (real WordPiece for mxbai, a digit-splitting cl100k stand-in times a
-  ratio for gemma), vLLM's 400 context-length body, deterministic vectors
+  with `x-ratelimit-reset` seconds; `refresh_quota()` is the refresh), token
+  counting with a tokenizer of its own (real WordPiece for mxbai, a
+  digit-splitting cl100k stand-in times a ratio for gemma), vLLM's 400 context-length body, deterministic vectors
   (`fake_vector`), base64 or float, optionally shuffled `index` order.
 - `/chat/completions`: prompt counting, vLLM 400 over context, deterministic
-  answers citing the [n] seen in the prompt, `reasoning_content` for ids with
+  answers citing the sources the user message holds (its `[n]` block markers at
+  line starts, 1 up to the first gap), `reasoning_content` for ids with
   "R1" or "Thinking", `max_tokens` accepted as the deprecated alias, SSE with
   reasoning deltas, a usage chunk when `stream_options.include_usage`, `[DONE]`.
 - `/models`: the OpenAI list shape (`max_model_len` null for some) or the
@@ -59,7 +65,7 @@ from typing import Any, Iterator, Literal
 import numpy as np
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -261,8 +267,10 @@ class FakeApi:
         self.config = config
         self.log = RequestLog()
         self.rng = random.Random(config.seed)
+        #: Quota state per model, guarded by `_quota_lock` (tests refresh it from their own thread).
         self.used: Counter[str] = Counter()
         self.exhausted_at: dict[str, float] = {}
+        self._quota_lock = threading.RLock()
         #: Bumped by reset(): a call still running from before (a stall) is not logged after it.
         self.generation = 0
         self.app = Starlette(
@@ -277,9 +285,22 @@ class FakeApi:
         self.generation += 1
         self.config = config
         self.rng = random.Random(config.seed)
-        self.used.clear()
-        self.exhausted_at.clear()
+        self.refresh_quota()
         self.log.clear()
+
+    def refresh_quota(self, model: str | None = None) -> None:
+        """What the API's quota refresh does: the tokens used start again from zero.
+
+        For one model, or every model when `model` is None. Happens by itself
+        `quota_reset` seconds after a model's quota ran out.
+        """
+        with self._quota_lock:
+            if model is None:
+                self.used.clear()
+                self.exhausted_at.clear()
+            else:
+                self.used.pop(model, None)
+                self.exhausted_at.pop(model, None)
 
     # -- shared steps ------------------------------------------------------------
 
@@ -291,7 +312,9 @@ class FakeApi:
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def prelude(self, request: Request, endpoint: str) -> None:
-        """Latency, auth and faults, in that order; raises _Stop to answer early."""
+        """Latency, auth and faults, in that order; raises _Stop to answer early.
+
+        The body has been received already (`handle`)."""
         cfg = self.config
         if cfg.latency:
             await asyncio.sleep(cfg.latency)
@@ -313,10 +336,8 @@ class FakeApi:
             status = int(fault)
             raise _Stop(self.error(status, "Service temporarily unavailable", "ServiceUnavailable"), replace(record, status=status))
         if fault == "drop":
-            await request.body()
             raise _Stop(_DropConnection(), replace(record, status="drop"))
         if fault == "timeout":
-            await request.body()
             deadline = time.monotonic() + cfg.stall
             while time.monotonic() < deadline and not await request.is_disconnected():
                 await asyncio.sleep(0.02)
@@ -362,15 +383,15 @@ class FakeApi:
         allowed = self.config.quota.get(model)
         if allowed is None:
             return
-        since = self.exhausted_at.get(model)
-        if since is not None and time.time() - since >= self.config.quota_reset:
-            self.used[model] = 0
-            del self.exhausted_at[model]
-        if self.used[model] + tokens <= allowed:
-            self.used[model] += tokens
-            return
-        self.exhausted_at.setdefault(model, time.time())
-        left = self.config.quota_reset - (time.time() - self.exhausted_at[model])
+        with self._quota_lock:
+            since = self.exhausted_at.get(model)
+            if since is not None and time.time() - since >= self.config.quota_reset:
+                self.refresh_quota(model)
+            if self.used[model] + tokens <= allowed:
+                self.used[model] += tokens
+                return
+            exhausted = self.exhausted_at.setdefault(model, time.time())
+        left = self.config.quota_reset - (time.time() - exhausted)
         response = self.error(
             429,
             f"Daily token quota exhausted for {model} ({allowed} tokens); access resumes when the quota refreshes",
@@ -396,6 +417,15 @@ class FakeApi:
 
     async def handle(self, request: Request, endpoint: str, work: Any) -> Response:
         generation = self.generation
+        # The whole request first, before latency, as a server receives it: uvicorn hands
+        # the app nothing once the client is gone, not even a body it had buffered, so a
+        # body read after the delay would lose the request of a client that died waiting.
+        try:
+            await request.body()
+        except ClientDisconnect:
+            # Gone before the request was complete: nothing arrived. The answer goes nowhere
+            # (uvicorn drops sends after a disconnect); it only keeps Starlette from logging.
+            return Response(status_code=499)
         try:
             await self.prelude(request, endpoint)
             response, record = await work(request)
@@ -498,8 +528,7 @@ class FakeApi:
             )
             raise _Stop(self.error(400, message, "BadRequestError"), replace(record, status=400))
         self.check_quota("chat", model, prompt + budget)
-        text = "".join(str(m.get("content") or "") for m in messages)
-        content, reasoning, finish = _answer(model, text, budget)
+        content, reasoning, finish = _answer(model, source_numbers(messages), budget)
         encode = load_cl100k().encode_ordinary
         usage = {
             "prompt_tokens": prompt,
@@ -573,15 +602,38 @@ class FakeApi:
         return record
 
 
-def _answer(model: str, prompt: str, budget: int) -> tuple[str, str | None, str]:
-    """Deterministic answer: cites the [n] found in the prompt; cut to `budget` tokens."""
-    cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", prompt)})
-    if cited:
-        refs = [f"[{n}]" for n in cited]
-        joined = refs[0] if len(refs) == 1 else ", ".join(refs[:-1]) + " and " + refs[-1]
-        content = f"Answer based on {joined}."
-    else:
-        content = "I could not find this in the sources."
+#: A source block's marker as iorag writes it: `[n]` opening a line, then a space (header) or the line's end.
+_SOURCE_MARKER = re.compile(r"^\[(\d+)\](?= |$)", re.MULTILINE)
+
+
+def source_numbers(messages: list[dict[str, Any]]) -> list[int]:
+    """The numbers of the sources the user messages hold: 1, 2, ... up to the first missing marker.
+
+    Only `[n]` markers at line starts in user messages count: the system
+    message's example citations are no sources, and neither is a `[7]` inside a
+    source's text when there are fewer than seven.
+    """
+    found: set[int] = set()
+    for message in messages:
+        if message.get("role") == "user":
+            found.update(int(n) for n in _SOURCE_MARKER.findall(str(message.get("content") or "")))
+    count = 0
+    while count + 1 in found:
+        count += 1
+    return list(range(1, count + 1))
+
+
+def answer_text(cited: list[int]) -> str:
+    """The fake's answer citing these sources: "Answer based on [1], [2] and [3]." (before any cut)."""
+    if not cited:
+        return "I could not find this in the sources."
+    refs = [f"[{n}]" for n in cited]
+    return "Answer based on " + (refs[0] if len(refs) == 1 else ", ".join(refs[:-1]) + " and " + refs[-1]) + "."
+
+
+def _answer(model: str, cited: list[int], budget: int) -> tuple[str, str | None, str]:
+    """Deterministic answer citing the sources `cited`; cut to `budget` tokens."""
+    content = answer_text(cited)
     reasoning = None
     if "R1" in model or "Thinking" in model:
         reasoning = f"The prompt cites {len(cited)} sources; I will answer from them."
@@ -655,6 +707,10 @@ class FakeServer:
         self.api.reset(config)
         return config
 
+    def refresh_quota(self, model: str | None = None) -> None:
+        """The quota refresh, now: tokens used start again from zero (one model, or all). The log stays."""
+        self.api.refresh_quota(model)
+
     def __enter__(self) -> FakeServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -703,9 +759,11 @@ __all__ = [
     "MXBAI",
     "RequestLog",
     "RequestRecord",
+    "answer_text",
     "count_chat_tokens",
     "count_embedding_tokens",
     "fake_vector",
     "serve",
+    "source_numbers",
     "text_hash",
 ]

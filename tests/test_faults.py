@@ -13,10 +13,10 @@ What each test shows (the issue's acceptance criteria):
 5. Damaged input files are skipped by name; a damaged index gives one error
    line (exit 1) with a way out, never a traceback.
 
-The fake API is wrapped so that it reads each request body before its latency,
-as a real server does: a request whose sender dies while it waits is still
-answered, logged and billed, so the token counts below are what an API would
-charge, not only what a surviving client saw.
+The fake API reads each request body before its latency, as a real server
+does: a request whose sender dies while it waits is still answered, logged and
+billed, so the token counts below are what an API would charge, not only what
+a surviving client saw.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 import pytest
 
 from indexer import Chunk, IndexDirectory, default_catalog
-from indexer.cache import EmbeddingCache
+from indexer.store import EmbeddingCache
 from indexer.embedding import normalize
 from indexer.store import DocumentRecord
 from service import RagService, Settings
@@ -97,42 +97,9 @@ def make_corpus(root: Path, count: int, seed: int) -> Path:
 # -- the fake API and the command ----------------------------------------------------------
 
 
-class _ReadBodyFirst:
-    """ASGI wrapper: receive the whole request body before the fake handles it.
-
-    The fake reads the body after its latency; uvicorn drops a body it has buffered
-    once the client hangs up, so a killed client's request would vanish unbilled.
-    A real API has the request by then and bills it; so does the fake, wrapped.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        parts: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the sender died before the request was complete: nothing arrived
-            parts.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        pending = [{"type": "http.request", "body": b"".join(parts), "more_body": False}]
-
-        async def replay() -> Any:
-            return pending.pop() if pending else await receive()
-
-        await self.app(scope, replay, send)
-
-
 @contextmanager
 def fake_api(**knobs: Any) -> Iterator[FakeServer]:
-    server = FakeServer(FakeConfig(**knobs))
-    server.api.app = _ReadBodyFirst(server.api.app)
-    with server:
+    with FakeServer(FakeConfig(**knobs)) as server:
         yield server
 
 
@@ -426,12 +393,6 @@ def test_rerun_sends_nothing_an_edit_sends_its_changed_chunks_and_a_delete_leave
 # -- 3. quota ------------------------------------------------------------------------------
 
 
-def refresh_quota(server: FakeServer) -> None:
-    """What the API's refresh does: the used tokens start again from zero."""
-    server.api.used.clear()
-    server.api.exhausted_at.clear()
-
-
 def test_quota_exhausted_midway_exits_3_and_a_rerun_after_the_refresh_completes_without_duplicates(
     tmp_path: Path,
 ) -> None:
@@ -459,7 +420,7 @@ def test_quota_exhausted_midway_exits_3_and_a_rerun_after_the_refresh_completes_
         refused = [r for r in server.log.of("embeddings") if r.fault == "quota"]
         assert refused, "the quota never ran out"
 
-        refresh_quota(server)
+        server.refresh_quota()
         report = index_json(server, corpus, "--index", index, cwd=tmp_path, **small)
         assert report["published"] and report["cached_chunks"] == done and report["chunks_embedded"] == left
 

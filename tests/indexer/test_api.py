@@ -565,9 +565,10 @@ async def test_models_pagination_never_follows_another_host() -> None:
 
 # --- chat ---------------------------------------------------------------------------------
 
+#: Sources as iorag numbers them, one block each with its `[n]` marker opening a line; the fake cites those.
 PROMPT = [
-    {"role": "system", "content": "Answer from the sources and cite them."},
-    {"role": "user", "content": "Sources: [1] Paris is in France. [2] It is the capital.\nQuestion: where is Paris?"},
+    {"role": "system", "content": "Answer from the sources and cite them, like [1] or [2][3]."},
+    {"role": "user", "content": "Sources:\n\n[1] Geography\nParis is in France.\n\n[2]\nIt is the capital.\n\nQuestion: where is Paris?"},
 ]
 
 

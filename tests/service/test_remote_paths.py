@@ -29,7 +29,7 @@ from service.api import create_app
 from service.config import Settings
 
 from ..conftest import ROOT
-from ..fakeapi import DEFAULT_MODELS, GEMMA, MXBAI, FakeConfig, FakeModel, FakeServer, RequestRecord
+from ..fakeapi import DEFAULT_MODELS, GEMMA, MXBAI, FakeConfig, FakeModel, FakeServer, RequestRecord, answer_text
 from ..serving import serve
 
 KEY = "sk-iorag-remote-test-5c8e1f27d9"
@@ -40,8 +40,6 @@ ACEMATH = "nvidia/AceMath-7B-Instruct"
 PREMIUM = "acme/Premium-405B"  # only /models knows it; the fake answers 402 for it
 CORPORA = ROOT / "corpora"
 QUESTION = "What happens when the quota runs out while indexing?"
-#: The fake cites every [n] in the prompt; the system message's example "[2][3]" included.
-THREE = "Answer based on [1], [2] and [3]."
 SECRETS = (KEY, WRONG_KEY)
 
 
@@ -87,6 +85,15 @@ def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
 
 def chat_records(fake: FakeServer) -> list[RequestRecord]:
     return fake.log.of("chat")
+
+
+def citing(count: int) -> str:
+    """The fake's answer to a prompt holding `count` sources: it cites each of them, and nothing else.
+
+    The system message's example citations ("[1] or [2][3]") are not sources:
+    with fewer than three sources the answer must not cite [3].
+    """
+    return answer_text(list(range(1, count + 1)))
 
 
 # --- fixtures --------------------------------------------------------------------
@@ -217,10 +224,9 @@ def test_cli_ask_answers_with_the_default_remote_chat_model(remote_index: Indexe
     assert answer["model"] == LLAMA
     (call,) = chat_records(fake)
     assert call.ok and call.model == LLAMA
-    # The fake's deterministic answer cites every [n] in the prompt it was sent.
+    # The fake's deterministic answer cites every source in the prompt it was sent.
     sources = answer["sources"]
-    expected = ", ".join(f"[{n}]" for n in range(1, len(sources))) + f" and [{len(sources)}]"
-    assert answer["answer"] == f"Answer based on {expected}."
+    assert answer["answer"] == citing(len(sources))
     assert answer["cited"] == list(range(1, len(sources) + 1))
     assert answer["usage"]["prompt_tokens"] == call.tokens[0] and answer["usage"]["completion_tokens"] > 0
     assert answer["context"]["chunks"] == len(sources) and answer["context"]["tokens"] <= answer["context"]["budget"]
@@ -326,23 +332,24 @@ def test_http_health_reports_remote_mode(http: httpx.Client) -> None:
 
 
 def test_http_ask_answers_with_the_remote_model(http: httpx.Client, fake: FakeServer) -> None:
-    response = http.post("/v1/ask", json={"question": QUESTION, "top_k": 3})
+    response = http.post("/v1/ask", json={"question": QUESTION, "top_k": 2})
     assert response.status_code == 200, response.text
     assert_no_secret(response.text)
     body = response.json()
-    assert body["model"] == LLAMA and body["answer"] == THREE
+    assert body["model"] == LLAMA and len(body["sources"]) == 2
+    assert body["answer"] == citing(2) and body["cited"] == [1, 2]
     (call,) = chat_records(fake)
     assert body["usage"]["prompt_tokens"] == call.tokens[0]
     assert set(body["context"]) == {"chunks", "tokens", "dropped", "budget"}
 
 
 def test_http_ask_streams_the_fakes_deltas_without_reasoning(http: httpx.Client, fake: FakeServer) -> None:
-    request = {"question": QUESTION, "top_k": 3, "model": R1, "stream": True}
+    request = {"question": QUESTION, "top_k": 5, "model": R1, "stream": True}
     with http.stream("POST", "/v1/ask", json=request) as response:
         events = sse_data(response)
     final = events[-1]
     deltas = [e["delta"] for e in events[:-1]]
-    assert final["model"] == R1 and final["answer"] == THREE
+    assert final["model"] == R1 and len(final["sources"]) == 5 and final["answer"] == citing(5)
     # The fake streams one word per chunk, after its reasoning deltas.
     assert deltas == re.findall(r"\S+\s*", final["answer"])
     assert all("prompt cites" not in text for text in [*deltas, final["answer"]])
@@ -367,15 +374,15 @@ def test_http_streamed_answer_shrinks_once_when_the_server_counts_more(http: htt
 
 
 def test_http_chat_completions_plain_and_streamed(http: httpx.Client, fake: FakeServer) -> None:
-    request = {"model": R1, "messages": [{"role": "user", "content": QUESTION}], "top_k": 3}
+    request = {"model": R1, "messages": [{"role": "user", "content": QUESTION}], "top_k": 1}
     body = http.post("/v1/chat/completions", json=request).json()
     assert body["object"] == "chat.completion" and body["model"] == R1
-    assert body["choices"][0]["message"]["content"] == THREE
+    assert len(body["sources"]) == 1 and body["choices"][0]["message"]["content"] == citing(1)
     assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
     with http.stream("POST", "/v1/chat/completions", json={**request, "stream": True}) as response:
         chunks = sse_data(response)
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-    assert text == THREE
+    assert text == citing(1) and len(chunks[-1]["sources"]) == 1
     assert all(c["object"] == "chat.completion.chunk" and c["model"] == R1 for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     calls = chat_records(fake)
@@ -438,7 +445,7 @@ def test_http_waits_out_a_quota_refresh_within_quota_wait(fake: FakeServer, remo
     with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
         response = client.post("/v1/ask", json={"question": QUESTION, "top_k": 3})
     assert response.status_code == 200, response.text
-    assert response.json()["answer"] == THREE
+    assert response.json()["answer"] == citing(3)
     assert [r.status for r in chat_records(fake)] == [429, 200]
 
 
