@@ -72,7 +72,7 @@ class IndexReport:
         line = (
             f"{self.documents} documents, {self.chunks} chunks "
             f"(+{self.added} ~{self.updated} -{self.removed}); {verb} {done} chunks, "
-            f"{tokens} tokens in {self.requests_planned} requests; {self.cached_chunks} from cache; "
+            f"{tokens} tokens in {_plural(self.requests_planned, 'request')}; {self.cached_chunks} from cache; "
             f"{self.seconds:.1f}s"
         )
         if self.problems:
@@ -470,6 +470,10 @@ class Indexer:
     async def aclose(self) -> None:
         if self._embedder is not None:
             await self._embedder.aclose()
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def _as_document(item: Document | DocumentRecord) -> Document:
