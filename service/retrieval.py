@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Literal, Sequence
+
+import numpy as np
 
 from indexer.embedding import Embedder
 from indexer.lexical import LexicalIndex
@@ -32,13 +35,31 @@ def reciprocal_rank_fusion(lists: Sequence[Sequence[ScoredChunk]], k: int, rrf_k
     return [ScoredChunk(chunks[cid], scores[cid]) for cid in best]
 
 
+#: Query vectors kept per retriever: a repeated question costs no embedding call.
+QUERY_CACHE_SIZE = 1024
+
+
 class Retriever:
     """Searches one snapshot; built once per snapshot (the BM25 index is built here)."""
 
-    def __init__(self, snapshot: Snapshot, embedder: Embedder) -> None:
+    def __init__(self, snapshot: Snapshot, embedder: Embedder, *, query_cache_size: int = QUERY_CACHE_SIZE) -> None:
         self.snapshot = snapshot
         self.embedder = embedder
         self.lexical = LexicalIndex(snapshot.chunks())
+        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_cache_size = query_cache_size
+
+    async def query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding, from a small LRU cache when it was asked before."""
+        vector = self._query_vectors.get(query)
+        if vector is None:
+            vector = await self.embedder.embed_query(query)
+            self._query_vectors[query] = vector
+            if len(self._query_vectors) > self._query_cache_size:
+                self._query_vectors.popitem(last=False)
+        else:
+            self._query_vectors.move_to_end(query)
+        return vector
 
     async def search(self, query: str, k: int, mode: Mode = "hybrid") -> list[ScoredChunk]:
         """The `k` best chunks for `query`, best first."""
@@ -47,7 +68,7 @@ class Retriever:
         if mode == "lexical":
             return self.lexical.search(query, k)
         depth = k if mode == "dense" else max(k, MIN_CANDIDATES)
-        vector = await self.embedder.embed_query(query)
+        vector = await self.query_vector(query)
         dense = self.snapshot.search(vector.reshape(1, -1), depth)[0]
         if mode == "dense":
             return dense

@@ -24,3 +24,26 @@ def test_rrf_truncates_and_is_deterministic_on_ties() -> None:
     fused = reciprocal_rank_fusion([[hit("x")], [hit("y")]], k=1)
     assert [h.chunk.chunk_id for h in fused] == ["x"]
     assert reciprocal_rank_fusion([[], []], k=5) == []
+
+
+def test_a_repeated_query_is_embedded_once(tmp_path) -> None:
+    import asyncio
+
+    from indexer import Document, IndexDirectory, Indexer
+    from service.retrieval import Retriever
+
+    from ..conftest import HashEmbedder
+
+    embedder = HashEmbedder()
+    Indexer(tmp_path / "idx", embedder=embedder).add_documents([Document(id="a", text="Alpha beta gamma.")])
+
+    async def run() -> None:
+        with IndexDirectory(tmp_path / "idx").open_current() as snapshot:
+            retriever = Retriever(snapshot, embedder, query_cache_size=2)
+            for query in ["alpha", "alpha", "beta", "alpha", "gamma", "beta"]:
+                for mode in ("dense", "hybrid"):
+                    assert await retriever.search(query, 1, mode)
+
+    asyncio.run(run())
+    # alpha, beta, gamma, then beta again: it fell out when gamma came in (cache of 2).
+    assert embedder.queries == ["alpha", "beta", "gamma", "beta"]
