@@ -14,7 +14,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Awaitable, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -137,6 +137,8 @@ class Indexer:
         self._explicit_model = embedding_model
         self._default_model = default_embedding_model
         self._embedder = embedder
+        # An embedder handed in belongs to the caller; one built here is closed by `aclose`.
+        self._owns_embedder = embedder is None
         self._chunk_tokens = chunk_tokens
         self._overlap = overlap
         self._remote = remote
@@ -146,15 +148,24 @@ class Indexer:
 
     def index(self, paths: Sequence[str | Path], *, dry_run: bool = False) -> IndexReport:
         """Index files, directories or globs; documents from these paths whose file is gone are removed."""
-        return asyncio.run(self.aindex(paths, dry_run=dry_run))
+        return asyncio.run(self._in_own_loop(self.aindex(paths, dry_run=dry_run)))
 
     def add_documents(self, documents: Sequence[Document], *, dry_run: bool = False) -> IndexReport:
         """Add or replace documents by id."""
-        return asyncio.run(self.aadd_documents(documents, dry_run=dry_run))
+        return asyncio.run(self._in_own_loop(self.aadd_documents(documents, dry_run=dry_run)))
 
     def delete_documents(self, doc_ids: Iterable[str]) -> IndexReport:
         """Remove documents by id; `report.missing_ids` lists ids that were not indexed."""
-        return asyncio.run(self.adelete_documents(doc_ids))
+        return asyncio.run(self._in_own_loop(self.adelete_documents(doc_ids)))
+
+    async def _in_own_loop(self, work: Awaitable[IndexReport]) -> IndexReport:
+        """Run one sync call's work; an embedder built for it dies with its event loop."""
+        try:
+            return await work
+        finally:
+            if self._owns_embedder and self._embedder is not None:
+                await self._embedder.aclose()
+                self._embedder = None
 
     # -- public, async --------------------------------------------------------
 
@@ -468,7 +479,8 @@ class Indexer:
         return np.stack([found[h] for h in plan.hashes]).astype(np.float32, copy=False)
 
     async def aclose(self) -> None:
-        if self._embedder is not None:
+        """Close the embedder this indexer built (its HTTP connections), not one it was given."""
+        if self._embedder is not None and self._owns_embedder:
             await self._embedder.aclose()
 
 

@@ -229,14 +229,22 @@ class RagService:
     async def aadd_documents(self, documents: Sequence[Document]) -> IndexReport:
         """Add or replace documents by id; searches see them when this returns."""
         async with self._write_lock:
-            report = await self._indexer().aadd_documents(documents)
+            indexer = self._indexer()
+            try:
+                report = await indexer.aadd_documents(documents)
+            finally:
+                await indexer.aclose()
         self._checked_at = 0.0
         return report
 
     async def adelete_documents(self, doc_ids: Sequence[str]) -> IndexReport:
         """Remove documents by id; `report.missing_ids` lists ids that were not there."""
         async with self._write_lock:
-            report = await self._indexer().adelete_documents(doc_ids)
+            indexer = self._indexer()
+            try:
+                report = await indexer.adelete_documents(doc_ids)
+            finally:
+                await indexer.aclose()
         self._checked_at = 0.0
         return report
 
