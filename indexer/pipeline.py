@@ -26,6 +26,7 @@ from .errors import ConfigError, IoragError, QuotaExhaustedError
 from .models import Chunk, Document, sha256_hex
 from .sources import SourceProblem, in_scope, scan
 from .store import DocumentRecord, EmbeddingCache, IndexDirectory, Snapshot
+from .store.backends import DenseTarget, resolve_uri
 from .tokens import counter_for
 
 #: Bump when chunking changes in a way that changes chunk boundaries.
@@ -117,6 +118,15 @@ class Indexer:
         overlap: tokens of overlap between neighbouring chunks.
         remote: how to reach IO Intelligence for remote models.
         progress: called as embeddings arrive.
+        dense_backend: where the next snapshot's vectors go: `faiss` (a file in the
+            snapshot) or `milvus` (a collection per snapshot; needs iorag[milvus]).
+            None keeps the current snapshot's backend (FAISS for a new index).
+            Readers follow each snapshot's manifest, so switching needs no reindex.
+        milvus_uri: Milvus Lite file (`.db`) or server URI (`http://host:19530`);
+            None: `<index_dir>/milvus.db`.
+
+    Raises:
+        ConfigError: an unknown backend or a Milvus URI that is neither a server nor a `.db` file.
     """
 
     def __init__(
@@ -131,8 +141,13 @@ class Indexer:
         remote: RemoteOptions | None = None,
         catalog: Catalog | None = None,
         progress: ProgressFn | None = None,
+        dense_backend: str | None = None,
+        milvus_uri: str | None = None,
     ) -> None:
         self.directory = IndexDirectory(Path(index_dir))
+        # Checked now so a bad choice fails before any work; resolved per run against the index.
+        self._dense_choice = DenseTarget(dense_backend or "faiss", milvus_uri)
+        self._dense_explicit = dense_backend is not None
         self.catalog = catalog or default_catalog()
         self._explicit_model = embedding_model
         self._default_model = default_embedding_model
@@ -227,6 +242,9 @@ class Indexer:
             current = self._open_current()
             try:
                 plan = self._plan(current, incoming, drop, dry_run=False)
+                dense = self._dense_target(current)
+                # Another vector backend asked for: the whole index moves there on this run.
+                moving = current is not None and current.manifest.dense["backend"] != dense.backend
             finally:
                 if current is not None:
                     current.close()
@@ -234,7 +252,7 @@ class Indexer:
             self._account(plan, requests)
             if requests.hashes:
                 await self._embed(plan, requests, writer.cache)
-            if plan.changed or requests.hashes:
+            if plan.changed or requests.hashes or moving:
                 vectors = self._vectors(plan, writer.cache)
                 manifest = writer.publish(
                     embedding_model=plan.model.id,
@@ -243,6 +261,7 @@ class Indexer:
                     chunks=plan.chunks,
                     vectors=vectors,
                     extra={"chunking": self._config_key(plan.model, plan.config)},
+                    dense=dense,
                 )
                 plan.report.snapshot = manifest.snapshot
                 plan.report.published = True
@@ -253,6 +272,15 @@ class Indexer:
 
     def _open_current(self) -> Snapshot | None:
         return self.directory.open_current() if self.directory.exists() else None
+
+    def _dense_target(self, current: Snapshot | None) -> DenseTarget:
+        """The backend asked for, else the current snapshot's (same Milvus URI), else FAISS."""
+        if self._dense_explicit or current is None:
+            return self._dense_choice
+        entry = current.manifest.dense
+        if entry["backend"] == "milvus":
+            return DenseTarget("milvus", self._dense_choice.milvus_uri or resolve_uri(entry["uri"], self.directory.root))
+        return DenseTarget("faiss")
 
     def _resolve_model(self, current: Snapshot | None) -> ModelInfo:
         if self._embedder is not None:

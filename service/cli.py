@@ -102,6 +102,10 @@ def _report_json(report: IndexReport) -> dict[str, Any]:
 @click.option("--chunk-tokens", type=click.IntRange(min=16), help="Chunk size cap in tokens (default: min(model limit, 512)).")
 @click.option("--overlap", type=click.IntRange(min=0), help="Tokens shared by neighbouring chunks (default 0).")
 @click.option("--dry-run", is_flag=True, help="Count documents, chunks, tokens and requests; send nothing.")
+@click.option(
+    "--vector-backend", type=click.Choice(["faiss", "milvus"]),
+    help="Where vectors go: faiss (default) or milvus [env IORAG_VECTOR_BACKEND; URI: IORAG_MILVUS_URI].",
+)
 @json_option
 def index(
     paths: tuple[str, ...],
@@ -110,11 +114,13 @@ def index(
     chunk_tokens: int | None,
     overlap: int | None,
     dry_run: bool,
+    vector_backend: str | None,
     as_json: bool,
 ) -> None:
     """Index files, directories (recursive) or globs: .txt .md .html .jsonl."""
     settings = settings_from(
-        index_dir=index_dir, embedding_model=embedding_model, chunk_tokens=chunk_tokens, chunk_overlap=overlap
+        index_dir=index_dir, embedding_model=embedding_model, chunk_tokens=chunk_tokens, chunk_overlap=overlap,
+        vector_backend=vector_backend,
     )
     bar, update = _progress_bar("embedding")
     indexer = build_indexer(settings, progress=update)
@@ -151,6 +157,8 @@ def build_indexer(settings: Settings, progress: Any = None) -> Indexer:
         overlap=settings.chunk_overlap,
         remote=settings.remote_options(),
         progress=progress,
+        dense_backend=settings.vector_backend,
+        milvus_uri=settings.milvus_uri,
     )
 
 

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     backoff_base: float = Field(default=0.5, ge=0)
     #: Seconds between checks for a newer index version while serving.
     reload_interval: float = Field(default=2.0, ge=0)
+    #: Where new snapshots keep their vectors: `faiss` or `milvus` (needs iorag[milvus]);
+    #: None keeps the index's current backend (FAISS for a new index).
+    #: Reading follows each snapshot's manifest, whatever this says.
+    vector_backend: str | None = None
+    #: Milvus Lite file (`.db`) or server URI (`http://host:19530`); None: `<index_dir>/milvus.db`.
+    milvus_uri: str | None = None
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -64,6 +70,20 @@ class Settings(BaseSettings):
     def _known_mode(cls, value: str) -> str:
         if value not in ("hybrid", "dense", "lexical"):
             raise ValueError("search_mode must be hybrid, dense or lexical")
+        return value
+
+    @field_validator("vector_backend")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("faiss", "milvus"):
+            raise ValueError("vector_backend must be faiss or milvus")
+        return value
+
+    @field_validator("milvus_uri", mode="before")
+    @classmethod
+    def _empty_uri_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
         return value
 
     @property

@@ -224,6 +224,8 @@ class RagService:
             overlap=s.chunk_overlap,
             remote=s.remote_options(),
             catalog=self.catalog,
+            dense_backend=s.vector_backend,
+            milvus_uri=s.milvus_uri,
         )
 
     async def aadd_documents(self, documents: Sequence[Document]) -> IndexReport:

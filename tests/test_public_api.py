@@ -55,11 +55,15 @@ def test_only_the_store_package_touches_faiss_and_sqlite() -> None:
     for path in (ROOT / "indexer").rglob("*.py"):
         top = {name.split(".")[0] for name in _imports(path)}
         if path.parent != store:
-            assert not {"faiss", "sqlite3"} & top, path
-        elif "faiss" in top:
-            assert path.name == "dense.py", path
+            assert not {"faiss", "sqlite3", "pymilvus"} & top, path
+        else:
+            if "faiss" in top:
+                assert path.name == "dense.py", path
+            if "pymilvus" in top:
+                assert path.name == "milvus.py", path
     for path in (ROOT / "service").rglob("*.py"):
-        assert "sqlite3" not in {name.split(".")[0] for name in _imports(path)}, path
+        top = {name.split(".")[0] for name in _imports(path)}
+        assert not {"sqlite3", "pymilvus"} & top, path
 
 
 def test_store_exports() -> None:

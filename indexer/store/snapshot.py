@@ -17,7 +17,8 @@ import numpy as np
 from ..errors import CorruptIndexError, DimensionMismatchError, StoreError
 from ..models import Chunk, ScoredChunk
 from .cache import translate_sqlite_error
-from .dense import read_dense
+from .backends import DenseIndex, dense_entry, load_milvus, resolve_uri
+from .dense import FaissDense
 
 FORMAT = 1
 #: Snapshot directory names: creation time in ns, then a random tail.
@@ -70,6 +71,8 @@ class Manifest:
     created_at: str
     #: Whatever the writer passed as `extra` to `publish` (chunking settings, ...).
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Where the vectors are: `{"backend": "faiss"}` or `{"backend": "milvus", "uri", "collection"}`.
+    dense: Mapping[str, Any] = field(default_factory=lambda: {"backend": "faiss"})
 
     @classmethod
     def from_json(cls, data: Any, where: Path) -> Manifest:
@@ -99,7 +102,7 @@ class Manifest:
         if not isinstance(extra, dict):
             raise CorruptIndexError(f"{where}: manifest field 'extra' is not an object")
         return cls(FORMAT, data["snapshot"], data["embedding_model"], data["dims"], data["documents"],
-                   data["chunks"], data["created_at"], extra)
+                   data["chunks"], data["created_at"], extra, dense_entry(data, where))
 
 
 
@@ -114,7 +117,8 @@ class Snapshot:
 
     Safe to share between threads: SQLite reads go through one connection under
     a lock, FAISS searches run in parallel. Files deleted by a later writer's
-    garbage collection stay readable while this object is open (POSIX).
+    garbage collection stay readable while this object is open (POSIX); a
+    Milvus collection does not, so a writer keeps the snapshot it replaced.
     """
 
     def __init__(self, path: Path) -> None:
@@ -127,7 +131,7 @@ class Snapshot:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        self._index: Any = None
+        self._index: DenseIndex | None = None
         manifest_path = self.path / "manifest.json"
         try:
             data = json.loads(manifest_path.read_bytes())
@@ -137,7 +141,8 @@ class Snapshot:
             raise CorruptIndexError(f"{manifest_path}: unreadable manifest: {exc}") from exc
         self.manifest: Manifest = Manifest.from_json(data, manifest_path)
         files = data.get("files")
-        for name in ("chunks.sqlite", "dense.faiss"):
+        faiss_backend = self.manifest.dense["backend"] == "faiss"
+        for name in ("chunks.sqlite", "dense.faiss") if faiss_backend else ("chunks.sqlite",):
             file = self.path / name
             try:
                 size = file.stat().st_size
@@ -148,8 +153,10 @@ class Snapshot:
             expected = entry.get("bytes") if isinstance(entry, dict) else None
             if expected is not None and size != expected:
                 raise CorruptIndexError(f"{file}: {size} bytes, the manifest says {expected}")
-        self._index = self._load_dense(self.path / "dense.faiss")
         db = self.path / "chunks.sqlite"
+        if faiss_backend:
+            # Checked before chunks.sqlite is opened, as it always was.
+            self._index = self._load_dense(self.path / "dense.faiss")
         try:
             # immutable=1: the file never changes, so SQLite takes no locks and creates no side files.
             self._conn = sqlite3.connect(
@@ -167,18 +174,34 @@ class Snapshot:
                 f"{db}: holds {counts[0]} documents and {counts[1]} chunks; the manifest says "
                 f"{self.manifest.documents} and {self.manifest.chunks}"
             )
+        if not faiss_backend:
+            try:
+                self._index = self._load_milvus()
+            except BaseException:
+                self.close()
+                raise
 
-    def _load_dense(self, file: Path) -> Any:
-        index = read_dense(file)
-        if index.d != self.manifest.dims:
+    def _load_dense(self, file: Path) -> DenseIndex:
+        return self._checked(FaissDense(file), str(file))
+
+    def _load_milvus(self) -> DenseIndex:
+        # The index root is two levels up (snapshots/<id>); a Lite file is stored relative to it.
+        entry = self.manifest.dense
+        uri = resolve_uri(entry["uri"], self.path.parent.parent)
+        index = load_milvus().MilvusDense(uri, entry["collection"])
+        return self._checked(index, f"Milvus collection {entry['collection']} at {uri}")
+
+    def _checked(self, index: DenseIndex, where: str) -> DenseIndex:
+        if index.dims != self.manifest.dims:
+            index.close()
             raise CorruptIndexError(
-                f"{file}: holds {index.d}-dim vectors but the manifest says {self.manifest.dims} "
+                f"{where}: holds {index.dims}-dim vectors but the manifest says {self.manifest.dims} "
                 f"({self.manifest.embedding_model})"
             )
-        if index.ntotal != self.manifest.chunks:
-            raise CorruptIndexError(
-                f"{file}: holds {index.ntotal} vectors; the manifest says {self.manifest.chunks}"
-            )
+        count = index.count()
+        if count != self.manifest.chunks:
+            index.close()
+            raise CorruptIndexError(f"{where}: holds {count} vectors; the manifest says {self.manifest.chunks}")
         return index
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -262,7 +285,7 @@ class Snapshot:
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
         by_row = {row[0]: _row_to_chunk(row) for row in self._rows_where_in("id", wanted)}
         if len(by_row) != len(wanted):
-            raise CorruptIndexError(f"{self.path}: dense.faiss holds ids that chunks.sqlite does not")
+            raise CorruptIndexError(f"{self.path}: the dense index holds ids that chunks.sqlite does not")
         return [
             [ScoredChunk(by_row[int(i)], float(s)) for s, i in zip(score_row, id_row) if i >= 0]
             for score_row, id_row in zip(scores, ids)
@@ -283,7 +306,7 @@ class Snapshot:
         if not chunk_ids:
             return np.zeros((0, self.manifest.dims), dtype=np.float32)
         keys = np.array([rows[c] for c in chunk_ids], dtype=np.int64)
-        return np.asarray(self._index.reconstruct_batch(keys), dtype=np.float32)
+        return self._index.reconstruct(keys)
 
     def close(self) -> None:
         """Release the files; closing twice is fine."""
@@ -291,7 +314,9 @@ class Snapshot:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            self._index = None
+            if self._index is not None:
+                self._index.close()
+                self._index = None
 
     def __enter__(self) -> Snapshot:
         return self

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import CorruptIndexError, DimensionMismatchError, StoreError
+from ..errors import CorruptIndexError, DimensionMismatchError, IoragError, StoreError
 from ..models import Chunk
+from .backends import DenseTarget, collection_name, dense_entry, is_local, load_milvus, resolve_uri
 from .cache import EmbeddingCache
 from .dense import write_dense
 from .durable import fsync_path, remove_tree, write_durably
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from .directory import IndexDirectory
 
 _TMP_PREFIX = ".tmp-"
+#: Written first in a Milvus build: names the collection so an unfinished build can be cleaned up.
+_DENSE_MARKER = "dense.json"
 
 
 def _new_snapshot_id() -> str:
@@ -145,6 +148,7 @@ class IndexWriter:
         chunks: Sequence[Chunk],
         vectors: np.ndarray,
         extra: Mapping[str, Any] | None = None,
+        dense: DenseTarget | None = None,
     ) -> Manifest:
         """Write a complete snapshot and make it the current one.
 
@@ -158,6 +162,8 @@ class IndexWriter:
             chunks: every chunk; each belongs to one of `documents`.
             vectors: float32, shape (len(chunks), dims); row i belongs to chunks[i].
             extra: JSON-serializable facts kept in the manifest (chunking settings, ...).
+            dense: where the vectors go; None: dense.faiss in the snapshot directory. With
+                Milvus, the snapshot's collection is filled and flushed before CURRENT flips.
 
         Returns:
             The new snapshot's manifest.
@@ -165,6 +171,7 @@ class IndexWriter:
         Raises:
             DimensionMismatchError: vectors are not (n, dims).
             StoreError: inconsistent input (names the id) or a failed write.
+            ConfigError: Milvus asked for but pymilvus is not installed.
         """
         if self._closed:
             raise StoreError(f"{self.directory.root}: this writer is closed")
@@ -185,46 +192,106 @@ class IndexWriter:
             previous = max(filter(SNAPSHOT_ID.match, names), default=None)
         snapshot_id = _new_snapshot_id()
         tmp = snapshots / f"{_TMP_PREFIX}{snapshot_id}"
+        target = dense or DenseTarget()
+        entry: dict[str, Any] = {"backend": "faiss"}
+        milvus = None
+        if target.backend == "milvus":
+            milvus = load_milvus()  # before any file is written: a missing extra is a ConfigError
+            entry = {"backend": "milvus", "uri": target.stored_uri(root), "collection": collection_name(snapshot_id)}
         manifest = Manifest(FORMAT, snapshot_id, embedding_model, dims, len(documents), len(ordered),
-                            datetime.now(timezone.utc).isoformat(timespec="milliseconds"), extra_json)
+                            datetime.now(timezone.utc).isoformat(timespec="milliseconds"), extra_json, entry)
         try:
             if not snapshots.is_dir():
                 snapshots.mkdir()
                 fsync_path(root, directory=True)
             tmp.mkdir()
             _write_chunks_db(tmp / "chunks.sqlite", documents, ordered)
-            write_dense(tmp / "dense.faiss", array, dims)
+            if milvus is None:
+                write_dense(tmp / "dense.faiss", array, dims)
+            else:
+                # The marker goes first, so the collection of a crashed build is found and dropped.
+                write_durably(tmp / _DENSE_MARKER, json.dumps(entry).encode())
+                milvus.write_collection(resolve_uri(entry["uri"], root), entry["collection"], array, dims)
             _write_manifest(tmp, manifest, previous)
             fsync_path(tmp, directory=True)
             os.rename(tmp, snapshots / snapshot_id)
             fsync_path(snapshots, directory=True)
             _write_current(root, snapshot_id)
         except (OSError, sqlite3.Error) as exc:
-            remove_tree(tmp)
+            self._discard(tmp)
             raise StoreError(f"cannot write snapshot {snapshot_id} in {snapshots}: {exc}") from exc
         except UnicodeEncodeError as exc:
-            remove_tree(tmp)
+            self._discard(tmp)
             raise StoreError(f"{_unencodable(documents, ordered)} is not valid Unicode: {exc}") from exc
         except BaseException:
-            remove_tree(tmp)
+            self._discard(tmp)
             raise
-        self._collect_garbage(keep={snapshot_id, previous} if previous else {snapshot_id})
+        self._collect_garbage(keep={snapshot_id, previous} if previous else {snapshot_id}, dense=entry)
         return manifest
 
-    def _collect_garbage(self, keep: set[str]) -> None:
+    def _discard(self, build: Path) -> None:
+        """Remove a failed build and, best effort, its Milvus collection (GC retries a failed drop)."""
+        if _drop_collection_of(build, self.directory.root):
+            remove_tree(build)
+
+    def _collect_garbage(self, keep: set[str], dense: Mapping[str, Any]) -> None:
         """Delete unfinished builds and every snapshot but `keep` (safe: we hold the lock).
 
-        Best effort: the snapshot is already published, and the next publish tries again.
+        A snapshot's Milvus collection is dropped before its directory goes, so a failed
+        drop keeps the directory and the next publish tries again. Best effort: the
+        snapshot is already published, and nothing here fails the publish.
         """
+        root = self.directory.root
         try:
             for entry in self.directory.snapshots_dir.iterdir():
                 unfinished = entry.name.startswith(_TMP_PREFIX)
                 if unfinished or (SNAPSHOT_ID.match(entry.name) and entry.name not in keep):
-                    remove_tree(entry)
-            for entry in self.directory.root.glob("CURRENT.tmp-*"):
+                    if _drop_collection_of(entry, root):
+                        remove_tree(entry)
+            for entry in root.glob("CURRENT.tmp-*"):
                 entry.unlink(missing_ok=True)
         except OSError:
             pass
+        if dense.get("backend") == "milvus" and is_local(dense["uri"]):
+            _sweep_lite_file(root, dense["uri"], keep)
+
+
+def _drop_collection_of(snapshot_dir: Path, root: Path) -> bool:
+    """Drop the Milvus collection a snapshot (or an unfinished build) names; False if that failed."""
+    for name in ("manifest.json", _DENSE_MARKER):
+        try:
+            data = json.loads((snapshot_dir / name).read_bytes())
+            entry = dense_entry(data if name == "manifest.json" else {"dense": data}, snapshot_dir / name)
+        except (OSError, ValueError, CorruptIndexError, AttributeError):
+            continue
+        if entry["backend"] != "milvus":
+            return True
+        try:
+            load_milvus().drop_collection(resolve_uri(entry["uri"], root), entry["collection"])
+        except IoragError:
+            return False
+        return True
+    return True
+
+
+def _sweep_lite_file(root: Path, stored_uri: str, keep: set[str]) -> None:
+    """Drop `iorag_` collections of snapshots that no longer exist from a Lite file inside the index.
+
+    Only a Lite file inside the index directory belongs to this index alone; a server
+    or an outside file may hold other indexes' collections, so those are left alone.
+    """
+    if Path(stored_uri).is_absolute() or stored_uri.startswith(".."):
+        return
+    present = {p.name.removeprefix(_TMP_PREFIX) for p in root.joinpath("snapshots").glob("*")}
+    wanted = {collection_name(s) for s in keep | present}
+    try:
+        milvus = load_milvus()
+        uri = resolve_uri(stored_uri, root)
+        for name in milvus.list_collections(uri, "iorag_"):
+            if name not in wanted:
+                milvus.drop_collection(uri, name)
+    except (IoragError, OSError):
+        pass
 
 
 def _unencodable(documents: Sequence[DocumentRecord], chunks: Sequence[Chunk]) -> str:
@@ -245,6 +312,8 @@ def _unencodable(documents: Sequence[DocumentRecord], chunks: Sequence[Chunk]) -
 
 
 def _write_manifest(directory: Path, manifest: Manifest, previous: str | None) -> None:
+    faiss_backend = manifest.dense["backend"] == "faiss"
+    files = ("chunks.sqlite", "dense.faiss") if faiss_backend else ("chunks.sqlite",)
     data = {
         "format": manifest.format,
         "snapshot": manifest.snapshot,
@@ -254,8 +323,10 @@ def _write_manifest(directory: Path, manifest: Manifest, previous: str | None) -
         "chunks": manifest.chunks,
         "created_at": manifest.created_at,
         "previous": previous,
-        "index": {"type": "IndexIDMap2(IndexFlatIP)", "metric": "inner_product", "ids": "chunks.id"},
-        "files": {name: {"bytes": (directory / name).stat().st_size} for name in ("chunks.sqlite", "dense.faiss")},
+        "index": {"type": "IndexIDMap2(IndexFlatIP)", "metric": "inner_product", "ids": "chunks.id"}
+        if faiss_backend else {"type": "Milvus FLAT", "metric": "IP", "ids": "chunks.id"},
+        "files": {name: {"bytes": (directory / name).stat().st_size} for name in files},
+        "dense": dict(manifest.dense),
         "extra": dict(manifest.extra),
     }
     write_durably(directory / "manifest.json", json.dumps(data, indent=2, sort_keys=True).encode())
