@@ -28,6 +28,11 @@ NO_MATCH_NOTE = "No sentence in the sources matched the question closely; the to
 # Weights of the score's parts; coverage (0..1) is the main term.
 BIGRAM_WEIGHT = 0.3
 HEADER_WEIGHT = 0.3
+#: Words of a question sentence just before a candidate (FAQ style) count almost as its own;
+#: the answer's second sentence still gets part of that weight.
+LEAD_WEIGHT = 0.8
+LEAD_DECAY = 0.6
+LEAD_SENTENCES = 2
 RANK_BONUS = 0.05
 #: Sentences with fewer content words than this (headings, fragments) count less.
 MIN_CONTENT_WORDS = 3
@@ -80,6 +85,9 @@ class _Candidate(NamedTuple):
     words: list[str]
     terms: frozenset[str]
     header_terms: frozenset[str]
+    #: Words of a question sentence shortly before this one in its chunk, if any, and their weight.
+    lead_terms: frozenset[str]
+    lead_weight: float
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -218,15 +226,25 @@ def _candidates(sources: Sequence[ScoredChunk]) -> list[_Candidate]:
     for rank, scored in enumerate(sources):
         chunk = scored.chunk
         header_terms = frozenset(_terms(chunk.header))
+        lead: frozenset[str] = frozenset()
+        since_question = LEAD_SENTENCES
         for position, (start, end) in enumerate(sentence_spans(chunk.text)):
             raw = chunk.text[start:end]
-            if raw.startswith("#") or raw.rstrip().endswith(("?", "\uff1f")):
-                continue  # headings and questions restate a topic, they do not answer it
+            if raw.rstrip().endswith(("?", "\uff1f")):
+                # A question restates a topic, it does not answer it; the sentences after it do.
+                lead, since_question = frozenset(_terms(raw)), 0
+                continue
+            if raw.startswith("#"):
+                continue  # headings name a topic too
             sentence = " ".join(_LINE_PREFIX.sub("", raw).split())
             if not _WORD.search(sentence):
                 continue  # rules such as `---` or `|---|---|`
             words = _terms(sentence)
-            out.append(_Candidate(rank, position, sentence, words, frozenset(words), header_terms))
+            lead_weight = LEAD_WEIGHT * LEAD_DECAY**since_question if since_question < LEAD_SENTENCES else 0.0
+            out.append(
+                _Candidate(rank, position, sentence, words, frozenset(words), header_terms, lead, lead_weight)
+            )
+            since_question += 1
     return out
 
 
@@ -246,11 +264,12 @@ def _score(query: list[str], candidates: list[_Candidate]) -> list[tuple[float, 
     scored: list[tuple[float, _Candidate]] = []
     for c in candidates:
         matched = [t for t in unique if t in c.terms]
-        if not matched:
+        led = [t for t in unique if c.lead_weight and t in c.lead_terms and t not in c.terms]
+        if not matched and not led:
             continue
         coverage = sum(idf[t] for t in matched) / weight
         header_only = sum(idf[t] for t in unique if t in c.header_terms and t not in c.terms)
-        score = coverage + HEADER_WEIGHT * header_only / weight
+        score = coverage + HEADER_WEIGHT * header_only / weight + c.lead_weight * sum(idf[t] for t in led) / weight
         if bigrams and len(matched) > 1:
             found = bigrams.intersection(zip(c.words, c.words[1:]))
             score += BIGRAM_WEIGHT * len(found) / len(bigrams)

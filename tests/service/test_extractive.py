@@ -231,3 +231,18 @@ def test_cited_numbers(answer: str, numbers: list[int]) -> None:
 def test_map_citations_drops_out_of_range_numbers() -> None:
     assert map_citations("X [3] Y [1] Z [9] W [3].", SOURCES) == [2, 0]
     assert map_citations("[1]", []) == []
+
+
+def test_the_sentence_after_a_matching_question_answers_it() -> None:
+    from indexer.models import Chunk, ScoredChunk
+
+    faq = (
+        "How do I reset my password?\nOpen the account page and choose a new one.\n\n"
+        "What happens when the API answers 429?\nThe client waits with backoff and tries again later."
+    )
+    chunk = Chunk(chunk_id="faq", doc_id="faq", ordinal=0, text=faq, start=0, end=len(faq), tokens=40)
+    other_text = "Status codes are listed in the reference."
+    other = Chunk(chunk_id="o", doc_id="o", ordinal=0, text=other_text, start=0, end=len(other_text), tokens=9)
+    answer = extractive_answer("What happens on a 429 from the API?", [ScoredChunk(chunk, 1.0), ScoredChunk(other, 0.5)])
+    assert answer.text.startswith("The client waits with backoff and tries again later. [1]")
+    assert "?" not in answer.text
