@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Awaitable, Callable, Iterable, Sequence
 
@@ -525,15 +525,7 @@ def _as_document(item: Document | DocumentRecord) -> Document:
 def _record(item: Document | DocumentRecord, chunks: list[Chunk]) -> DocumentRecord:
     chunk_ids = tuple(c.chunk_id for c in chunks)
     if isinstance(item, DocumentRecord):
-        return DocumentRecord(
-            doc_id=item.doc_id,
-            source=item.source,
-            content_hash=item.content_hash,
-            title=item.title,
-            metadata=item.metadata,
-            chunk_ids=chunk_ids,
-            text=item.text,
-        )
+        return replace(item, chunk_ids=chunk_ids)
     return DocumentRecord(
         doc_id=item.id,
         source=item.source,

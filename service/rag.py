@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import AbstractContextManager
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from indexer.catalog import EXTRACTIVE_MODEL, Catalog, ModelInfo, default_catalog
 from indexer.embedders import make_embedder
@@ -230,21 +230,18 @@ class RagService:
 
     async def aadd_documents(self, documents: Sequence[Document]) -> IndexReport:
         """Add or replace documents by id; searches see them when this returns."""
-        async with self._write_lock:
-            indexer = self._indexer()
-            try:
-                report = await indexer.aadd_documents(documents)
-            finally:
-                await indexer.aclose()
-        self._checked_at = 0.0
-        return report
+        return await self._write(lambda indexer: indexer.aadd_documents(documents))
 
     async def adelete_documents(self, doc_ids: Sequence[str]) -> IndexReport:
         """Remove documents by id; `report.missing_ids` lists ids that were not there."""
+        return await self._write(lambda indexer: indexer.adelete_documents(doc_ids))
+
+    async def _write(self, change: Callable[[Indexer], Awaitable[IndexReport]]) -> IndexReport:
+        """Run one change through a fresh Indexer, one at a time; the next read reloads."""
         async with self._write_lock:
             indexer = self._indexer()
             try:
-                report = await indexer.adelete_documents(doc_ids)
+                report = await change(indexer)
             finally:
                 await indexer.aclose()
         self._checked_at = 0.0
