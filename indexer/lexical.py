@@ -7,6 +7,7 @@ keeps the two consistent by construction.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Sequence
 
@@ -39,6 +40,25 @@ class LexicalIndex:
 
     def __len__(self) -> int:
         return len(self.chunks)
+
+    def rarity(self, word: str) -> float:
+        """How rare `word` is among the chunks: BM25's idf of its stem, log(1 + (N - df + 0.5) / (df + 0.5)).
+
+        0.0 for a word no chunk holds (it cannot help a search here).
+        """
+        if not self.chunks:
+            return 0.0
+        with self._lock:
+            stem = self._stemmer.stemWord(word.lower())
+        column = self._retriever.vocab_dict.get(stem)
+        if column is None or not stem:
+            return 0.0
+        indptr = self._retriever.scores["indptr"]
+        df = int(indptr[column + 1] - indptr[column])
+        if df == 0:
+            return 0.0
+        n = len(self.chunks)
+        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
     def search(self, query: str, k: int) -> list[ScoredChunk]:
         """Chunks that share terms with `query`, best first; chunks scoring 0 are left out."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Sequence
@@ -40,6 +41,15 @@ class Answer:
     context: ContextReport
     #: 0-based positions in `sources` that the answer cites.
     cited: list[int] = field(default_factory=list)
+    #: What retrieval searched for: the question, or a follow-up made to stand alone.
+    query: str = ""
+
+
+def stream_pieces(text: str) -> list[str]:
+    """`text` cut into word-sized deltas (each word with the spaces after it) for streaming
+    an answer that exists whole, such as the extractive one; they join back to `text`."""
+    pieces = re.findall(r"\s*\S+\s*", text)
+    return pieces or ([text] if text else [])
 
 
 @dataclass(frozen=True)
@@ -71,13 +81,20 @@ class ChatAnswerer:
         self.client = client
         self.tracker = tracker or TokenRatioTracker()
 
-    def pack(self, question: str, ranked: Sequence[ScoredChunk], model: ModelInfo, max_completion_tokens: int | None) -> PackedPrompt:
+    def pack(
+        self,
+        question: str,
+        ranked: Sequence[ScoredChunk],
+        model: ModelInfo,
+        max_completion_tokens: int | None,
+        history: Sequence[dict[str, str]] = (),
+    ) -> PackedPrompt:
         budget = budget_for(
             model,
             max_completion_tokens=max_completion_tokens,
             margin_ratio=self.tracker.margin_ratio(model.id),
         )
-        return pack_prompt(question, ranked, counter_for(model), budget)
+        return pack_prompt(question, ranked, counter_for(model), budget, history=history)
 
     async def answer(
         self,
@@ -86,8 +103,9 @@ class ChatAnswerer:
         model: ModelInfo,
         *,
         max_completion_tokens: int | None = None,
+        history: Sequence[dict[str, str]] = (),
     ) -> Answer:
-        packed = self.pack(question, ranked, model, max_completion_tokens)
+        packed = self.pack(question, ranked, model, max_completion_tokens, history)
         try:
             result = await self.client.chat(
                 model.id, packed.messages, max_completion_tokens=packed.max_completion_tokens
@@ -102,6 +120,11 @@ class ChatAnswerer:
             self.tracker.observe(model.id, packed.prompt_tokens, result.usage.prompt_tokens)
         return self._finish(model, packed, result.content, result.usage.prompt_tokens, result.usage.completion_tokens)
 
+    async def complete(self, model: ModelInfo, messages: list[dict[str, str]], max_completion_tokens: int) -> tuple[str, Usage]:
+        """One plain chat call (e.g. rewriting a follow-up): the reply's text and its usage."""
+        result = await self.client.chat(model.id, messages, max_completion_tokens=max_completion_tokens)
+        return result.content, result.usage
+
     async def stream(
         self,
         question: str,
@@ -109,8 +132,9 @@ class ChatAnswerer:
         model: ModelInfo,
         *,
         max_completion_tokens: int | None = None,
+        history: Sequence[dict[str, str]] = (),
     ) -> AsyncIterator[AnswerEvent]:
-        packed = self.pack(question, ranked, model, max_completion_tokens)
+        packed = self.pack(question, ranked, model, max_completion_tokens, history)
         parts: list[str] = []
         prompt_tokens = completion_tokens = 0
         for attempt in range(2):
@@ -149,7 +173,8 @@ class ChatAnswerer:
         if exc.requested and packed.prompt_tokens:
             self.tracker.observe(model.id, packed.prompt_tokens, exc.requested - packed.max_completion_tokens)
         budget = shrink_budget(packed.budget_spec, max(excess, 0))
-        return pack_prompt(question, ranked, counter_for(model), budget)
+        history = packed.messages[1:-1]
+        return pack_prompt(question, ranked, counter_for(model), budget, history=history)
 
     @staticmethod
     def _finish(model: ModelInfo, packed: PackedPrompt, text: str, prompt_tokens: int, completion_tokens: int) -> Answer:
@@ -181,6 +206,7 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         "usage": {"prompt_tokens": answer.usage.prompt_tokens, "completion_tokens": answer.usage.completion_tokens},
         "context": context,
         "cited": [i + 1 for i in answer.cited],
+        "query": answer.query,
     }
 
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from indexer.catalog import Catalog, ModelInfo, default_catalog
+from indexer.catalog import EXTRACTIVE_MODEL, Catalog, ModelInfo, default_catalog
 from indexer.errors import ApiError
 
 from .config import Settings
 
 
+#: The offline "chat model": answers are sentences picked from the sources, so no
+#: context length applies. Listed so that clients can discover it by name.
+EXTRACTIVE = ModelInfo(id=EXTRACTIVE_MODEL, kind="chat", context_length=None, tokenizer="none", provider="local")
+
+
 async def list_models(settings: Settings, remote: bool | None = None) -> tuple[list[ModelInfo], str]:
-    """Models sorted by kind and id, and a note for the user (empty when all went well).
+    """Models sorted by kind and id (the extractive one included), and a note for the user
+    (empty when all went well).
 
     Args:
         remote: ask /models; None means "when an API key is set".
@@ -23,7 +29,7 @@ async def list_models(settings: Settings, remote: bool | None = None) -> tuple[l
         note = "no IOINTELLIGENCE_API_KEY: showing the built-in catalog only"
     elif use_api:
         catalog, note = await _merged_with_api(settings, catalog)
-    return sorted(catalog, key=lambda m: (m.kind, m.id.lower())), note
+    return sorted([*catalog, EXTRACTIVE], key=lambda m: (m.kind, m.id.lower())), note
 
 
 async def _merged_with_api(settings: Settings, catalog: Catalog) -> tuple[Catalog, str]:
@@ -49,4 +55,19 @@ def model_json(model: ModelInfo) -> dict[str, Any]:
         "listed": model.listed,
         "tokenizer": model.tokenizer,
         "daily_quota_tokens": model.daily_quota_tokens,
+    }
+
+
+def openai_model_json(model: ModelInfo) -> dict[str, Any]:
+    """One item of OpenAI's model list, with iorag's figures beside the four standard fields.
+
+    `created` is 0: neither the catalog nor the API says when a model was made.
+    """
+    fields = model_json(model)
+    return {
+        "id": fields.pop("id"),
+        "object": "model",
+        "created": 0,
+        "owned_by": "iorag" if model.provider == "local" else "io-intelligence",
+        **fields,
     }

@@ -74,7 +74,7 @@ class Budget:
 class PackedPrompt:
     """Chat messages holding as much ranked context as the budget allows."""
 
-    #: OpenAI chat messages: system, then user.
+    #: OpenAI chat messages: system, the earlier turns that fit, then user.
     messages: list[dict[str, str]]
     #: The chunks in the prompt, numbered [1]..[n] in this order.
     sources: list[ScoredChunk]
@@ -88,6 +88,8 @@ class PackedPrompt:
     truncated: bool
     #: The whole budget (`budget` is its `prompt_tokens`); what `shrink_budget` takes on a retry.
     budget_spec: Budget
+    #: Earlier turns of the conversation in the prompt (the newest ones).
+    history: int = 0
 
     @property
     def max_completion_tokens(self) -> int:
@@ -182,8 +184,9 @@ def pack_prompt(
     budget: Budget,
     *,
     system: str = DEFAULT_SYSTEM,
+    history: Sequence[dict[str, str]] = (),
 ) -> PackedPrompt:
-    """Build the chat prompt: instructions, numbered sources in rank order, the question.
+    """Build the chat prompt: instructions, earlier turns, numbered sources in rank order, the question.
 
     Whole chunks go in while they fit. The first one that does not is cut at
     the last sentence boundary that fits, if at least `MIN_CUT_TOKENS` of it
@@ -192,12 +195,19 @@ def pack_prompt(
     the blocks cost more than their sum, the last source is cut or dropped
     until the recount fits.
 
+    Earlier turns of the conversation come last in priority: after the
+    question and the sources, the room left takes whole turns, newest first,
+    and the oldest kept turn is a user turn (chat templates expect the
+    conversation to open with one). They go between the system message and
+    the final user message, in their order.
+
     Args:
         question: the user's question.
         ranked: retrieved chunks, best first.
         counter: the chat model's token counter.
         budget: from `budget_for`.
         system: the system message.
+        history: earlier turns, oldest first, as `{"role", "content"}` chat messages.
 
     Returns:
         The messages and what went into them; `prompt_tokens <= budget.prompt_tokens`.
@@ -271,6 +281,15 @@ def pack_prompt(
             block_tokens.append(cut[2])
             truncated = True
 
+    turns = _fit_history(history, counter, limit - total)
+    while turns:
+        with_turns = [messages[0], *turns, messages[-1]]
+        recount = count_messages(with_turns, counter)
+        if recount <= limit:
+            messages, total = with_turns, recount
+            break
+        turns = _opening_with_user(turns[1:])
+
     return PackedPrompt(
         messages=messages,
         sources=sources,
@@ -279,7 +298,30 @@ def pack_prompt(
         dropped=len(ranked) - len(sources),
         truncated=truncated,
         budget_spec=budget,
+        history=len(turns),
     )
+
+
+def _fit_history(history: Sequence[dict[str, str]], counter: TokenCounter, room: int) -> list[dict[str, str]]:
+    """The newest whole turns whose messages fit `room` tokens, oldest first, opening with a user turn."""
+    if not history or room <= MESSAGE_OVERHEAD:
+        return []
+    counts = counter.count_many([turn["content"] for turn in history])
+    kept = 0
+    used = 0
+    for tokens in reversed(counts):
+        if used + tokens + MESSAGE_OVERHEAD > room:
+            break
+        used += tokens + MESSAGE_OVERHEAD
+        kept += 1
+    turns = [{"role": t["role"], "content": t["content"]} for t in history[len(history) - kept :]] if kept else []
+    return _opening_with_user(turns)
+
+
+def _opening_with_user(turns: list[dict[str, str]]) -> list[dict[str, str]]:
+    while turns and turns[0]["role"] != "user":
+        turns = turns[1:]
+    return turns
 
 
 def _too_long(needed: int, limit: int) -> BudgetError:

@@ -9,22 +9,39 @@ without a restart and never sees a half-written index.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import AbstractContextManager
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from indexer.catalog import EXTRACTIVE_MODEL, Catalog, ModelInfo, default_catalog
 from indexer.embedders import make_embedder
 from indexer.embedding import Embedder
-from indexer.errors import ConfigError, DimensionMismatchError, IndexNotFoundError
+from indexer.api import Usage
+from indexer.errors import (
+    AuthenticationError,
+    ConfigError,
+    DimensionMismatchError,
+    IndexNotFoundError,
+    IoragError,
+    PaymentRequiredError,
+    QuotaExhaustedError,
+)
 from indexer.models import Document, ScoredChunk
 from indexer.pipeline import Indexer, IndexReport
 from indexer.store import IndexDirectory, Snapshot
+from indexer.tokens import counter_for
 
-from .answer import Answer, AnswerEvent, ChatAnswerer, answer_extractively
+from .answer import Answer, AnswerEvent, ChatAnswerer, answer_extractively, stream_pieces
 from .config import Settings
+from .conversation import REWRITE_MAX_TOKENS, Turn, as_turns, clean_rewrite, rewrite_messages, standalone_offline
+from .embeddings import Embeddings, embed_texts
 from .errors import QueryError
+from .prompting import budget_for
 from .retrieval import Mode, Retriever
+
+log = logging.getLogger("iorag.service")
 
 #: Longest question accepted, in characters (before any token check).
 MAX_QUESTION_CHARS = 20_000
@@ -151,37 +168,114 @@ class RagService:
         self,
         question: str,
         *,
+        history: Iterable[Turn | Mapping[str, Any]] | None = None,
         model: str | None = None,
         top_k: int | None = None,
         max_completion_tokens: int | None = None,
     ) -> Answer:
-        """Retrieve context for `question` and answer it with sources."""
+        """Retrieve context for `question` and answer it with sources.
+
+        Args:
+            history: earlier turns of the conversation, oldest first (`Turn`s or
+                `{"role": "user"|"assistant", "content"}`). A follow-up is made to
+                stand alone before retrieval (`Answer.query`), and the turns go into
+                the chat prompt as far as its budget allows.
+        """
+        question = _checked_text(question, "question")
+        turns = as_turns(history)
         chat_model = await self.achat_model(model)
-        ranked = await self.asearch(question, top_k)
+        query, spent = await self._standalone(question, turns, chat_model)
+        ranked = await self.asearch(query, top_k)
         if chat_model is None:
-            return answer_extractively(question, ranked)
-        return await self._chat().answer(question, ranked, chat_model, max_completion_tokens=max_completion_tokens)
+            answer = answer_extractively(query, ranked)
+        else:
+            answer = await self._chat().answer(
+                question, ranked, chat_model, max_completion_tokens=max_completion_tokens, history=_messages(turns)
+            )
+        return _with_query(answer, query, spent)
 
     async def aask_stream(
         self,
         question: str,
         *,
+        history: Iterable[Turn | Mapping[str, Any]] | None = None,
         model: str | None = None,
         top_k: int | None = None,
         max_completion_tokens: int | None = None,
     ) -> AsyncIterator[AnswerEvent]:
-        """Like `aask`, yielding text deltas as they arrive and the full answer last."""
+        """Like `aask`, yielding text deltas as they arrive and the full answer last.
+
+        The extractive answer exists whole at once; it is still sent in word-sized
+        deltas, so that clients see the same stream either way.
+        """
+        question = _checked_text(question, "question")
+        turns = as_turns(history)
         chat_model = await self.achat_model(model)
-        ranked = await self.asearch(question, top_k)
+        query, spent = await self._standalone(question, turns, chat_model)
+        ranked = await self.asearch(query, top_k)
         if chat_model is None:
-            answer = answer_extractively(question, ranked)
-            yield AnswerEvent(delta=answer.answer)
-            yield AnswerEvent(answer=answer)
+            answer = answer_extractively(query, ranked)
+            for piece in stream_pieces(answer.answer):
+                yield AnswerEvent(delta=piece)
+            yield AnswerEvent(answer=_with_query(answer, query, spent))
             return
         async for event in self._chat().stream(
-            question, ranked, chat_model, max_completion_tokens=max_completion_tokens
+            question, ranked, chat_model, max_completion_tokens=max_completion_tokens, history=_messages(turns)
         ):
-            yield event
+            yield AnswerEvent(answer=_with_query(event.answer, query, spent)) if event.answer else event
+
+    async def _standalone(self, question: str, turns: list[Turn], chat_model: ModelInfo | None) -> tuple[str, Usage]:
+        """The question to search for: the follow-up rewritten to stand alone, and what rewriting cost."""
+        if not any(turn.role == "user" for turn in turns):
+            return question, Usage()
+        if chat_model is not None:
+            rewritten, usage = await self._rewrite(question, turns, chat_model)
+            if rewritten:
+                return rewritten, usage
+        else:
+            usage = Usage()
+        return await self._standalone_offline(question, turns), usage
+
+    async def _rewrite(self, question: str, turns: list[Turn], model: ModelInfo) -> tuple[str | None, Usage]:
+        """Ask the chat model for the standalone question, inside its budget; None on any failure
+        but those the answer itself would meet too (key, quota, tier)."""
+        answerer = self._chat()
+        try:
+            budget = budget_for(
+                model, max_completion_tokens=REWRITE_MAX_TOKENS, margin_ratio=answerer.tracker.margin_ratio(model.id)
+            )
+            messages = rewrite_messages(question, turns, counter_for(model), budget)
+            if messages is None:
+                return None, Usage()
+            text, usage = await answerer.complete(model, messages, budget.max_completion_tokens)
+        except (AuthenticationError, QuotaExhaustedError, PaymentRequiredError):
+            raise
+        except IoragError as exc:
+            log.warning("rewriting a follow-up with %s failed (%s); using the earlier questions' words", model.id, exc)
+            return None, Usage()
+        return clean_rewrite(text, question), usage
+
+    async def _standalone_offline(self, question: str, turns: list[Turn]) -> str:
+        """`standalone_offline`, with as many added words as the embedding model's query limit allows."""
+        retriever = await self.retriever()
+        embedder, rarity = retriever.embedder, retriever.lexical.rarity
+        limit = embedder.model.embedding_limit
+        query = standalone_offline(question, turns, rarity=rarity)
+        most = len(query.split()) - len(question.split())
+        while most > 0 and limit is not None and embedder.counter.count(embedder.model.format_query(query)) > limit:
+            most -= 1
+            query = standalone_offline(question, turns, most, rarity)
+        return query
+
+    async def aembed(self, texts: Sequence[str]) -> Embeddings:
+        """Embed `texts` as documents with the index's embedding model (see `embed_texts`).
+
+        Raises:
+            IndexNotFoundError: nothing indexed yet, so no embedding model is chosen.
+            QueryError: an input is empty or over the model's limit, or there are too many.
+        """
+        retriever = await self.retriever()
+        return await embed_texts(retriever.embedder, texts)
 
     async def ahealth(self) -> dict[str, Any]:
         """Index status for `/v1/health`."""
@@ -260,8 +354,11 @@ class RagService:
     def search(self, query: str, top_k: int | None = None, mode: Mode | None = None) -> list[ScoredChunk]:
         return self._call(self.asearch, query, top_k, mode)  # type: ignore[no-any-return]
 
-    def ask(self, question: str, **kwargs: Any) -> Answer:
-        return self._call(self.aask, question, **kwargs)  # type: ignore[no-any-return]
+    def ask(self, question: str, *, history: Iterable[Turn | Mapping[str, Any]] | None = None, **kwargs: Any) -> Answer:
+        return self._call(self.aask, question, history=history, **kwargs)  # type: ignore[no-any-return]
+
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        return self._call(self.aembed, texts)  # type: ignore[no-any-return]
 
     def health(self) -> dict[str, Any]:
         return self._call(self.ahealth)  # type: ignore[no-any-return]
@@ -306,6 +403,19 @@ class RagService:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _messages(turns: Sequence[Turn]) -> list[dict[str, str]]:
+    return [{"role": turn.role, "content": turn.content} for turn in turns]
+
+
+def _with_query(answer: Answer, query: str, spent: Usage) -> Answer:
+    """The answer with the question it searched for, and the rewrite call's tokens in its usage."""
+    usage = Usage(
+        prompt_tokens=answer.usage.prompt_tokens + spent.prompt_tokens,
+        completion_tokens=answer.usage.completion_tokens + spent.completion_tokens,
+    )
+    return replace(answer, query=query, usage=usage)
 
 
 def _checked_text(text: str, what: str) -> str:

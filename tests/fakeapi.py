@@ -146,6 +146,8 @@ class FakeConfig:
     models_page_size: int = 0
     models_pagination: Literal["next", "cursor", "page"] = "next"
     models: dict[str, FakeModel] = field(default_factory=lambda: {m.id: m for m in DEFAULT_MODELS})
+    #: A chat whose last message contains KEY is answered with VALUE (e.g. a follow-up's rewrite).
+    replies: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -519,7 +521,8 @@ class FakeApi:
         info = self.check_model("chat", model, "chat")
         prompt = count_chat_tokens(messages, self.config.chat_token_ratio.get(model, 1.0))
         budget = budget or min(256, max(1, info.context_length - prompt))
-        record = RequestRecord("chat", model, 200, tokens=(prompt,), body_keys=tuple(keys), at=time.time())
+        said = tuple(f"{m.get('role')}: {m.get('content') or ''}" for m in messages)
+        record = RequestRecord("chat", model, 200, inputs=said, tokens=(prompt,), body_keys=tuple(keys), at=time.time())
         if prompt + budget > info.context_length:
             message = (
                 f"This model's maximum context length is {info.context_length} tokens. However, you requested "
@@ -529,6 +532,10 @@ class FakeApi:
             raise _Stop(self.error(400, message, "BadRequestError"), replace(record, status=400))
         self.check_quota("chat", model, prompt + budget)
         content, reasoning, finish = _answer(model, source_numbers(messages), budget)
+        last = str(messages[-1].get("content") or "")
+        for key, reply in self.config.replies.items():
+            if key in last:
+                content, finish = reply, "stop"
         encode = load_cl100k().encode_ordinary
         usage = {
             "prompt_tokens": prompt,

@@ -9,8 +9,8 @@ from fastapi import FastAPI
 
 from ..config import Settings
 from ..rag import RagService
-from . import errors
-from .routes import ask, chat, documents, health, search
+from . import errors, web
+from .routes import ask, chat, documents, embeddings, health, search
 
 
 def create_app(settings: Settings | None = None, *, service: RagService | None = None) -> FastAPI:
@@ -29,8 +29,12 @@ def create_app(settings: Settings | None = None, *, service: RagService | None =
         summary="Retrieval-augmented answers with sources, over IO Intelligence or offline.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by `web` from installed files, so that they work offline.
+        docs_url=None,
+        redoc_url=None,
     )
     errors.register(app)
-    for module in (ask, search, documents, health, chat):
+    for module in (ask, search, documents, health, chat, embeddings):
         app.include_router(module.router)
+    web.install(app)
     return app

@@ -1,4 +1,9 @@
-"""The one table from errors to HTTP status, and the JSON error shape."""
+"""The one table from errors to HTTP status, and the JSON error shape.
+
+Every error body is `{"error": {"type", "message", "hint"?, "code"}}`: `type`
+is iorag's error class and `code` a short machine-readable reason in the
+style of OpenAI's `error.code`, so OpenAI SDKs read our errors as theirs.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ import math
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer import errors as e
 
-from ..errors import BudgetError, DocumentNotFoundError, QueryError
+from ..errors import BudgetError, DocumentNotFoundError, ModelNotServedError, QueryError
 
 log = logging.getLogger("iorag.api")
 
@@ -38,6 +44,49 @@ STATUS: tuple[tuple[type[e.IoragError], int], ...] = (
 )
 
 
+#: `error.code` by status, as OpenAI's API words it where it has a word for it.
+CODE_BY_STATUS: dict[int, str] = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    402: "payment_required",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "request_too_large",
+    422: "invalid_request",
+    429: "rate_limit_exceeded",
+    500: "server_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+}
+
+#: Classes with a more specific code than their status gives; first match wins.
+CODE_BY_CLASS: tuple[tuple[type[e.IoragError], str], ...] = (
+    (ModelNotServedError, "model_not_found"),
+    (BudgetError, "context_length_exceeded"),
+    (e.ContextLengthError, "context_length_exceeded"),
+    (e.ModelNotFoundError, "model_not_found"),
+    (e.QuotaExhaustedError, "insufficient_quota"),
+    (DocumentNotFoundError, "document_not_found"),
+    (e.IndexNotFoundError, "index_not_found"),
+    (e.IndexLockedError, "index_locked"),
+    (e.DimensionMismatchError, "embedding_model_mismatch"),
+)
+
+
+def code_for(exc: e.IoragError, status: int) -> str:
+    for cls, code in CODE_BY_CLASS:
+        if isinstance(exc, cls):
+            return code
+    return CODE_BY_STATUS.get(status, "error")
+
+
+def error_json(exc: e.IoragError) -> dict[str, object]:
+    """The error body for `exc` (also sent in-band by streams, after the status is gone)."""
+    return error_body(type(exc).__name__, str(exc), exc.hint, code=code_for(exc, status_for(exc)))
+
+
 def status_for(exc: e.IoragError) -> int:
     for cls, status in STATUS:
         if isinstance(exc, cls):
@@ -45,10 +94,11 @@ def status_for(exc: e.IoragError) -> int:
     return 500
 
 
-def error_body(kind: str, message: str, hint: str = "", **extra: object) -> dict[str, object]:
+def error_body(kind: str, message: str, hint: str = "", *, code: str = "error", **extra: object) -> dict[str, object]:
     body: dict[str, object] = {"type": kind, "message": message}
     if hint:
         body["hint"] = hint
+    body["code"] = code
     body.update(extra)
     return {"error": body}
 
@@ -63,7 +113,7 @@ async def _iorag_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(max(1, math.ceil(wait)) if wait is not None else 30)}
     if status >= 500:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.user_message())
-    return JSONResponse(error_body(type(exc).__name__, str(exc), exc.hint), status_code=status, headers=headers)
+    return JSONResponse(error_json(exc), status_code=status, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -73,15 +123,32 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     ]
     first = details[0] if details else {"field": "body", "message": "invalid request"}
     message = f"{first['field']}: {first['message']}"
-    return JSONResponse(error_body("ValidationError", message, details=details), status_code=422)
+    param = first["field"].removeprefix("body.")
+    body = error_body("ValidationError", message, code="invalid_request", param=param, details=details)
+    return JSONResponse(body, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (no such route, wrong method) in our shape instead of `{"detail"}`."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        kind, message = "NotFoundError", f"no such path: {request.method} {request.url.path}"
+        hint = "the API is under /v1 (see /docs); the web page is at /"
+    elif exc.status_code == 405:
+        kind, message, hint = "MethodNotAllowedError", f"{request.method} is not allowed on {request.url.path}", ""
+    else:
+        kind, message, hint = "HTTPError", str(exc.detail), ""
+    body = error_body(kind, message, hint, code=CODE_BY_STATUS.get(exc.status_code, "error"))
+    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("%s %s crashed", request.method, request.url.path)
-    return JSONResponse(error_body("InternalError", "internal error; see the server log"), status_code=500)
+    return JSONResponse(error_body("InternalError", "internal error; see the server log", code="server_error"), status_code=500)
 
 
 def register(app: FastAPI) -> None:
     app.add_exception_handler(e.IoragError, _iorag_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -26,8 +26,16 @@ class SearchResponse(BaseModel):
     results: list[Hit]
 
 
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=100_000)
+
+
 class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=20_000)
+    history: list[Turn] = Field(
+        default=[], max_length=200, description="Earlier turns of the conversation, oldest first."
+    )
     model: str | None = Field(default=None, description="Chat model id, or `extractive`.")
     top_k: int | None = Field(default=None, ge=1, le=1000)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -55,6 +63,7 @@ class AskResponse(BaseModel):
     usage: UsageOut
     context: ContextOut
     cited: list[int] = Field(default=[], description="1-based numbers of the sources the answer cites.")
+    query: str = Field(default="", description="What retrieval searched for: the question, or the follow-up made to stand alone.")
 
 
 class DocumentIn(BaseModel):
@@ -86,6 +95,9 @@ class DeleteResponse(BaseModel):
 
 class ModelOut(BaseModel):
     id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
     kind: str
     context_length: int | None
     max_output_tokens: int | None
@@ -99,7 +111,10 @@ class ModelOut(BaseModel):
 
 
 class ModelsResponse(BaseModel):
-    models: list[ModelOut]
+    """OpenAI's list shape; `note` says when the API's /models could not be read."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
     note: str = ""
 
 
@@ -117,3 +132,13 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1, description="Deprecated; use max_completion_tokens.")
     top_k: int | None = Field(default=None, ge=1, le=1000, description="iorag extension: chunks to retrieve.")
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's request; `model` must be the index's embedding model (see GET /v1/health)."""
+
+    input: str | list[str] | list[int] | list[list[int]]
+    model: str | None = Field(default=None, description="The index's embedding model; omitted means that one.")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from indexer.errors import IoragError
 
-from .errors import error_body
+from .errors import error_json
 
 
 async def _encode(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
@@ -18,7 +18,7 @@ async def _encode(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
             yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
     except IoragError as exc:
         # Headers are gone once streaming starts: report the failure in-band.
-        yield f"event: error\ndata: {json.dumps(error_body(type(exc).__name__, str(exc), exc.hint))}\n\n"
+        yield f"event: error\ndata: {json.dumps(error_json(exc))}\n\n"
     yield "data: [DONE]\n\n"
 
 

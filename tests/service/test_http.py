@@ -119,8 +119,11 @@ def test_openai_compatible_chat_completions(client: httpx.Client) -> None:
 
 
 def test_models_lists_limits(client: httpx.Client) -> None:
-    models = {m["id"]: m for m in client.get("/v1/models").json()["models"]}
+    body = client.get("/v1/models").json()
+    assert body["object"] == "list"
+    models = {m["id"]: m for m in body["data"]}
     assert models["nvidia/AceMath-7B-Instruct"]["context_length"] == 4000
+    assert models["extractive"]["object"] == "model" and models["extractive"]["kind"] == "chat"
 
 
 def test_openapi_docs_are_served(client: httpx.Client) -> None:

@@ -110,6 +110,7 @@ def check_packed(
     ranked: Sequence[ScoredChunk],
     counter: TokenCounter,
     budget: Budget,
+    history: Sequence[dict[str, str]] = (),
 ) -> None:
     """Every promise pack_prompt makes."""
     recount = count_messages(packed.messages, counter)
@@ -117,8 +118,13 @@ def check_packed(
     assert recount <= budget.prompt_tokens == packed.budget
     assert packed.budget_spec == budget
     assert packed.max_completion_tokens == budget.max_completion_tokens
-    assert [m["role"] for m in packed.messages] == ["system", "user"]
-    assert packed.messages[1]["content"].endswith(QUESTION_PREFIX + question.strip())
+    assert [m["role"] for m in packed.messages] == ["system"] + [t["role"] for t in packed.messages[1:-1]] + ["user"]
+    # Earlier turns: the newest ones, whole and in order, opening with a user turn.
+    turns = packed.messages[1:-1]
+    assert len(turns) == packed.history
+    if turns:
+        assert turns == list(history[len(history) - len(turns) :]) and turns[0]["role"] == "user"
+    assert packed.messages[-1]["content"].endswith(QUESTION_PREFIX + question.strip())
     assert packed.dropped == len(ranked) - len(packed.sources)
 
     n = len(packed.sources)
@@ -135,7 +141,7 @@ def check_packed(
         # Offsets still point at the text in the document.
         assert last.end - last.start == len(last.text)
     for number in range(1, n + 1):
-        assert f"[{number}]" in packed.messages[1]["content"]
+        assert f"[{number}]" in packed.messages[-1]["content"]
 
 
 # --- budgets -----------------------------------------------------------------
@@ -358,6 +364,7 @@ _questions = st.one_of(
     context_length=st.integers(300, 5000),
     completion=st.one_of(st.none(), st.integers(1, 1500)),
     counter_name=st.sampled_from(sorted(COUNTERS)),
+    turns=st.lists(st.tuples(st.sampled_from(["user", "assistant"]), _chunk_texts), max_size=6),
 )
 def test_packed_prompt_never_exceeds_its_budget(
     question: str,
@@ -366,6 +373,7 @@ def test_packed_prompt_never_exceeds_its_budget(
     context_length: int,
     completion: int | None,
     counter_name: str,
+    turns: list[tuple[str, str]],
 ) -> None:
     counter = COUNTERS[counter_name]
     # Hypothesis' own texts, mixed in among enough prose to overflow most budgets.
@@ -378,15 +386,20 @@ def test_packed_prompt_never_exceeds_its_budget(
         budget = budget_for(chat_model(context_length), max_completion_tokens=completion)
     except BudgetError:
         return  # refused: too little room left for any prompt
+    # Earlier turns of a conversation, half the time: they take only the room left over.
+    history = [{"role": role, "content": text} for role, text in turns] if seed % 2 else []
     try:
-        packed = pack_prompt(question, ranked, counter, budget)
+        packed = pack_prompt(question, ranked, counter, budget, history=history)
     except BudgetError:
         # Only when the question alone (nearly) exhausts the budget; the
         # tolerance covers the pre-check's sum-of-parts estimate.
         alone = pack_messages_without_sources(question)
         assert count_messages(alone, counter) > budget.prompt_tokens - 16
         return
-    check_packed(packed, question, ranked, counter, budget)
+    check_packed(packed, question, ranked, counter, budget, history)
+    # The turns never displace a source: without them the same sources go in.
+    if packed.history:
+        assert pack_prompt(question, ranked, counter, budget).sources == packed.sources
 
 
 @settings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.too_slow])
@@ -464,3 +477,23 @@ def test_learned_margin_feeds_budget_for() -> None:
     budget = budget_for(chat_model(64_000), max_completion_tokens=1000, margin_ratio=tracker.margin_ratio("test/chat"))
     # A full prompt under-counted by 10% (plus the template margin) still fits the context.
     assert budget.prompt_tokens * 1.1 + TEMPLATE_MARGIN + budget.max_completion_tokens <= 64_000
+
+
+def test_earlier_turns_fill_the_room_left_newest_first() -> None:
+    counter = counter_for_family("llama3")
+    ranked = [scored(i, prose(i, 3)) for i in range(2)]
+    history = [
+        {"role": "user", "content": "How are quotas refreshed?"},
+        {"role": "assistant", "content": prose(50, 40)},
+        {"role": "user", "content": "And what happens to indexing then?"},
+        {"role": "assistant", "content": "It stops with exit status 3 [1]."},
+    ]
+    roomy = pack_prompt("And after that?", ranked, counter, budget_for(chat_model(100_000)), history=history)
+    assert roomy.messages[1:-1] == history and roomy.history == 4 and len(roomy.sources) == 2
+    # Room for the last two turns only: the long assistant turn and the one before it stay out.
+    needed = count_messages(pack_prompt("And after that?", ranked, counter, budget_for(chat_model(100_000))).messages, counter)
+    tail = sum(counter.count(t["content"]) + MESSAGE_OVERHEAD for t in history[2:])
+    tight = Budget(context_length=needed + tail + 5 + 100, max_completion_tokens=100, margin=0)
+    packed = pack_prompt("And after that?", ranked, counter, tight, history=history)
+    assert packed.messages[1:-1] == history[2:] and len(packed.sources) == 2
+    check_packed(packed, "And after that?", ranked, counter, tight, history)

@@ -391,7 +391,7 @@ def test_http_chat_completions_plain_and_streamed(http: httpx.Client, fake: Fake
 
 
 def test_http_models_come_from_the_fake(http: httpx.Client, fake: FakeServer) -> None:
-    models = {m["id"]: m for m in http.get("/v1/models").json()["models"]}
+    models = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
     assert len(fake.log.of("models")) == 1
     assert models[PREMIUM]["listed"] == "api" and models[ACEMATH]["source"] == "api"
 

@@ -23,7 +23,12 @@ router = APIRouter(prefix="/v1", tags=["ask"])
 )
 async def ask(body: AskRequest, service: ServiceDep) -> Any:
     """Retrieve context and answer. With `stream`, server-sent events: `{"delta"}` pieces, then the full answer."""
-    options: dict[str, Any] = {"model": body.model, "top_k": body.top_k, "max_completion_tokens": body.max_completion_tokens}
+    options: dict[str, Any] = {
+        "history": [turn.model_dump() for turn in body.history],
+        "model": body.model,
+        "top_k": body.top_k,
+        "max_completion_tokens": body.max_completion_tokens,
+    }
     if not body.stream:
         return answer_json(await service.aask(body.question, **options))
     # Resolve the model and retrieve before the stream opens, so those errors keep their status code.

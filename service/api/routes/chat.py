@@ -1,7 +1,9 @@
 """POST /v1/chat/completions: OpenAI-compatible, answered with retrieval.
 
-The last user message is the question; the reply is the RAG answer, with the
-sources in an extra `sources` field that OpenAI clients ignore.
+The last user message is the question and the user and assistant messages
+before it are the conversation (system and tool messages are not used: iorag
+gives its own instructions). The reply is the RAG answer, with the sources in
+an extra `sources` field that OpenAI clients ignore.
 """
 
 from __future__ import annotations
@@ -15,20 +17,28 @@ from fastapi import APIRouter
 from ...answer import Answer, hit_json
 from ...errors import QueryError
 from ..deps import ServiceDep
-from ..schemas import ChatCompletionRequest
+from ..schemas import ChatCompletionRequest, ChatMessage
 from ..sse import sse_response
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-def _question(body: ChatCompletionRequest) -> str:
-    for message in reversed(body.messages):
-        if message.role != "user":
-            continue
-        if isinstance(message.content, str):
-            return message.content
-        if isinstance(message.content, list):
-            return " ".join(str(p.get("text", "")) for p in message.content if p.get("type") == "text")
+def _text(message: ChatMessage) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    if isinstance(message.content, list):
+        return " ".join(str(p.get("text", "")) for p in message.content if p.get("type") == "text")
+    return ""
+
+
+def _conversation(body: ChatCompletionRequest) -> tuple[str, list[dict[str, str]]]:
+    """The last user message, and the user and assistant turns before it."""
+    for last in range(len(body.messages) - 1, -1, -1):
+        if body.messages[last].role == "user":
+            history = [
+                {"role": m.role, "content": _text(m)} for m in body.messages[:last] if m.role in ("user", "assistant")
+            ]
+            return _text(body.messages[last]), history
     raise QueryError("no user message to answer")
 
 
@@ -40,9 +50,10 @@ def _usage(answer: Answer) -> dict[str, int]:
 @router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, service: ServiceDep) -> Any:
     """Answer the last user message from the index (set `stream` for server-sent chunks)."""
-    question = _question(body)
+    question, history = _conversation(body)
     model = None if body.model in (None, "", "iorag") else body.model
     options: dict[str, Any] = {
+        "history": history,
         "model": model,
         "top_k": body.top_k,
         "max_completion_tokens": body.max_completion_tokens or body.max_tokens,

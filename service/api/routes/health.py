@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ...model_list import list_models, model_json
+from ...model_list import list_models, openai_model_json
 from ..deps import ServiceDep
 from ..schemas import ModelsResponse
 
@@ -21,6 +21,6 @@ async def health(service: ServiceDep) -> dict[str, Any]:
 
 @router.get("/models", response_model=ModelsResponse)
 async def models(service: ServiceDep) -> Any:
-    """Models with context length, output cap and embedding limit, and where each figure came from."""
+    """OpenAI's model list; each item also has context length, output cap, embedding limit and their source."""
     listed, note = await list_models(service.settings)
-    return {"models": [model_json(m) for m in listed], "note": note}
+    return {"object": "list", "data": [openai_model_json(m) for m in listed], "note": note}
