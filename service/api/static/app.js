@@ -310,12 +310,17 @@ async function loadDocuments() {
     $("prev").disabled = body.offset === 0;
     $("next").disabled = last >= body.total;
   } catch (err) {
-    if (err.status === 404 && err.type === "IndexNotFoundError") {
-      rows.replaceChildren();
+    rows.replaceChildren();
+    $("doc-total").textContent = "";
+    if (err.type === "IndexNotFoundError") {
       $("doc-total").textContent = "(0)";
-      return;
+    } else if (err.status === 404 || err.status === 405) {
+      // A server without GET /v1/documents: say so in place, not as an error.
+      $("page").textContent = "This server does not list documents.";
+      $("prev").disabled = $("next").disabled = true;
+    } else {
+      showError(err);
     }
-    showError(err);
   }
 }
 
