@@ -83,6 +83,8 @@ def as_turns(history: Iterable[Turn | Mapping[str, Any]] | None) -> list[Turn]:
     """
     turns: list[Turn] = []
     for position, item in enumerate(history or ()):
+        role: Any
+        content: Any
         if isinstance(item, Turn):
             role, content = item.role, item.content
         else:

@@ -374,7 +374,8 @@ async function upload(event) {
     const body = await api("/v1/files", { method: "POST", body: form });
     const problems = (body.problems || []).map((p) => `${p.source}: ${p.reason}`);
     $("upload-result").textContent =
-      `${body.added} added, ${body.updated} updated, ${body.unchanged} unchanged, ${body.chunks} chunks.` +
+      `${body.added} added, ${body.updated} updated, ${body.unchanged} unchanged, ` +
+      `${body.chunks} ${body.chunks === 1 ? "chunk" : "chunks"}.` +
       (problems.length ? " Not indexed: " + problems.join("; ") : "");
     $("files").value = "";
     await loadDocuments();
