@@ -7,7 +7,9 @@
 
 from .answer import Answer, ContextReport, Usage
 from .config import Settings
-from .errors import BudgetError, DocumentNotFoundError, QueryError
+from .conversation import Turn
+from .embeddings import Embeddings
+from .errors import BudgetError, DocumentNotFoundError, ModelNotServedError, QueryError
 from .rag import RagService
 
 __all__ = [
@@ -15,8 +17,11 @@ __all__ = [
     "BudgetError",
     "ContextReport",
     "DocumentNotFoundError",
+    "Embeddings",
+    "ModelNotServedError",
     "QueryError",
     "RagService",
     "Settings",
+    "Turn",
     "Usage",
 ]

@@ -20,7 +20,7 @@ def test_indexer_exports() -> None:
 
 def test_service_exports() -> None:
     assert service.__all__ == sorted(service.__all__)
-    assert {"RagService", "Settings", "Answer"} <= set(service.__all__)
+    assert {"RagService", "Settings", "Answer", "Turn", "Embeddings"} <= set(service.__all__)
     for name in service.__all__:
         assert hasattr(service, name), name
 
