@@ -10,14 +10,15 @@ guarantee under the given counter, not a hope.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from .errors import ChunkingError, ConfigError
-from .models import Chunk, Document, embedding_text, make_chunk_id
+from .models import Chunk, Document, Segment, embedding_text, make_chunk_id
 from .tokens import TokenCounter
 
 __all__ = ["ChunkingConfig", "chunk_document", "fits"]
@@ -36,6 +37,9 @@ _WORD = re.compile(r"\S+")
 # Lone surrogates (possible in a str built from JSON escapes) break tokenizers.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NON_SPACE = re.compile(r"\S")
+#: Location keys that may differ inside one chunk: neighbouring rows of a sheet share
+#: chunks (a row alone is too small to retrieve well); pages and slides never do.
+_SOFT_KEYS = frozenset({"row"})
 
 #: Longest chunk, in characters per token of the limit. Real text runs 3-6
 #: characters per token; the cap keeps degenerate input (a megabyte of one
@@ -120,11 +124,15 @@ def chunk_document(doc: Document, counter: TokenCounter, config: ChunkingConfig)
         raise ChunkingError(f"document {doc.id!r}: text or title contains an unpaired surrogate")
     cutter = _Cutter(doc, counter, config)
     spans: list[tuple[int, int, int, _Header]] = []
+    cuts = _region_cuts(doc.segments)
     for start, end, headings in _sections(text):
         if _NON_SPACE.search(text, start, end) is None:
             continue
         header = cutter.header(headings)
-        spans.extend((s, e, t, header) for s, e, t in cutter.cut_section(start, end, header))
+        # A section that runs over a page or slide boundary is cut there first.
+        for a, b in _clip(start, end, cuts):
+            if _NON_SPACE.search(text, a, b) is not None:
+                spans.extend((s, e, t, header) for s, e, t in cutter.cut_section(a, b, header))
 
     chunks: list[Chunk] = []
     # Identical passages (boilerplate) get distinct ids by how many came before.
@@ -144,9 +152,52 @@ def chunk_document(doc: Document, counter: TokenCounter, config: ChunkingConfig)
                 tokens=tokens,
                 title=header.title,
                 headings=header.headings,
+                location=_locate(doc.segments, start, end),
             )
         )
     return chunks
+
+
+def _hard_key(segment: Segment) -> str:
+    return json.dumps({k: v for k, v in segment.location.items() if k not in _SOFT_KEYS}, sort_keys=True)
+
+
+def _region_cuts(segments: Sequence[Segment]) -> list[int]:
+    """Offsets where a new page, slide or sheet begins; text between two places goes with the next."""
+    return [
+        previous.end
+        for previous, segment in zip(segments, segments[1:])
+        if _hard_key(previous) != _hard_key(segment)
+    ]
+
+
+def _clip(start: int, end: int, cuts: Sequence[int]) -> list[tuple[int, int]]:
+    """[start, end) split at the cuts inside it."""
+    inside = cuts[bisect_right(cuts, start) : bisect_left(cuts, end)]
+    bounds = [start, *inside, end]
+    return list(zip(bounds, bounds[1:]))
+
+
+def _locate(segments: Sequence[Segment], start: int, end: int) -> dict[str, Any] | None:
+    """The location of text[start:end]: its first segment's, with `last_row` when rows run on.
+
+    A chunk that touches no segment (a heading between two pages) takes the next one's.
+    """
+    if not segments:
+        return None
+    ends = [s.end for s in segments]
+    first = bisect_right(ends, start)
+    if first == len(segments):
+        return dict(segments[-1].location)
+    location = dict(segments[first].location)
+    last = first
+    while last + 1 < len(segments) and segments[last + 1].start < end:
+        last += 1
+    if last > first and "row" in location:
+        final_row = segments[last].location.get("row")
+        if final_row is not None and final_row != location["row"]:
+            location["last_row"] = final_row
+    return location
 
 
 def _sections(text: str) -> list[tuple[int, int, tuple[str, ...]]]:

@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+#: A place in a document's original form: `{"page": 7}`, `{"slide": 3}`, `{"sheet": "Q3", "row": 12}`.
+Location = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A span of a document's text that comes from one place (a page, a slide, a row).
+
+    `document.text[start:end]` is that place's text.
+    """
+
+    start: int
+    end: int
+    location: Location
 
 
 @dataclass(frozen=True)
@@ -17,11 +33,17 @@ class Document:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     #: Where it came from (a path, `path:line` for jsonl, or `api`).
     source: str = ""
+    #: Where each part of the text comes from, in text order, not overlapping; empty for
+    #: formats without pages, slides or rows. The chunker never lets a chunk cross two
+    #: pages or slides (rows of one sheet may share a chunk).
+    segments: tuple[Segment, ...] = ()
 
     @property
     def content_hash(self) -> str:
-        """Hash of everything that changes the chunks: title and text."""
-        return sha256_hex(self.title + "\x00" + self.text)
+        """Hash of everything that changes the chunks: title, text and segments."""
+        if not self.segments:
+            return sha256_hex(self.title + "\x00" + self.text)
+        return sha256_hex(self.title + "\x00" + self.text + "\x00" + segments_json(self.segments))
 
 
 @dataclass(frozen=True)
@@ -42,6 +64,8 @@ class Chunk:
     tokens: int
     title: str = ""
     headings: tuple[str, ...] = ()
+    #: Where the chunk's text is in the original (page, slide, sheet and row); None when unknown.
+    location: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def header(self) -> str:
@@ -70,6 +94,18 @@ class ScoredChunk:
 def embedding_text(header: str, text: str) -> str:
     """Join a chunk's header and text the one way the chunker budgets for."""
     return f"{header}\n\n{text}" if header else text
+
+
+def segments_json(segments: tuple[Segment, ...]) -> str:
+    """Segments as compact JSON (`[[start, end, location], ...]`), as stored and hashed."""
+    return json.dumps([[s.start, s.end, dict(s.location)] for s in segments], sort_keys=True, separators=(",", ":"))
+
+
+def segments_from_json(data: str | None) -> tuple[Segment, ...]:
+    """The inverse of `segments_json`; None or empty gives no segments."""
+    if not data:
+        return ()
+    return tuple(Segment(int(a), int(b), dict(loc)) for a, b, loc in json.loads(data))
 
 
 def sha256_hex(text: str) -> str:

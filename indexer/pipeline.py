@@ -60,6 +60,10 @@ class IndexReport:
     #: The model's documented free tokens a day, when known (for dry runs).
     daily_quota_tokens: int | None = None
     problems: list[SourceProblem] = field(default_factory=list)
+    #: Files of types no reader handles, found in directories: count by suffix (`{".bin": 2}`).
+    unsupported: dict[str, int] = field(default_factory=dict)
+    #: Chunks of each document read in this run, by id (documents that yielded no chunk are absent).
+    document_chunks: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     snapshot: str | None = None
     published: bool = False
@@ -78,6 +82,9 @@ class IndexReport:
         )
         if self.problems:
             line += f"; {len(self.problems)} skipped (see above)"
+        if self.unsupported:
+            kinds = ", ".join(f"{count} {suffix}" for suffix, count in sorted(self.unsupported.items()))
+            line += f"; {_plural(sum(self.unsupported.values()), 'file')} of unsupported types not read ({kinds})"
         return line
 
 
@@ -200,6 +207,7 @@ class Indexer:
 
         report = await self._run(result.documents, removed, dry_run=dry_run, started=started)
         report.problems = list(result.problems) + report.problems
+        report.unsupported = dict(result.unsupported)
         return report
 
     async def aadd_documents(self, documents: Sequence[Document], *, dry_run: bool = False) -> IndexReport:
@@ -369,6 +377,8 @@ class Indexer:
             if not doc_chunks:
                 report.problems.append(SourceProblem(item.source, f"document {doc_id!r} has no text"))
                 continue
+            if doc_id in seen:
+                report.document_chunks[doc_id] = len(doc_chunks)
             records.append(_record(item, doc_chunks))
             chunks.extend(doc_chunks)
 
@@ -519,7 +529,10 @@ def _plural(count: int, word: str) -> str:
 def _as_document(item: Document | DocumentRecord) -> Document:
     if isinstance(item, Document):
         return item
-    return Document(id=item.doc_id, text=item.text, title=item.title, metadata=item.metadata, source=item.source)
+    return Document(
+        id=item.doc_id, text=item.text, title=item.title, metadata=item.metadata, source=item.source,
+        segments=item.segments,
+    )
 
 
 def _record(item: Document | DocumentRecord, chunks: list[Chunk]) -> DocumentRecord:
@@ -534,4 +547,5 @@ def _record(item: Document | DocumentRecord, chunks: list[Chunk]) -> DocumentRec
         metadata=dict(item.metadata),
         chunk_ids=chunk_ids,
         text=item.text,
+        segments=item.segments,
     )

@@ -92,6 +92,7 @@ def _progress_bar(total_hint: str) -> tuple[Any, Any]:
 def _report_json(report: IndexReport) -> dict[str, Any]:
     data = dict(vars(report))
     data["problems"] = [{"source": p.source, "reason": p.reason} for p in report.problems]
+    data.pop("document_chunks", None)
     return data
 
 
@@ -117,7 +118,7 @@ def index(
     vector_backend: str | None,
     as_json: bool,
 ) -> None:
-    """Index files, directories (recursive) or globs: .txt .md .html .jsonl."""
+    """Index files, directories (recursive) or globs: .txt .md .html .jsonl .csv .pdf .docx .pptx .xlsx .epub."""
     settings = settings_from(
         index_dir=index_dir, embedding_model=embedding_model, chunk_tokens=chunk_tokens, chunk_overlap=overlap,
         vector_backend=vector_backend,
@@ -130,6 +131,9 @@ def index(
         bar.close()
     for problem in report.problems:
         click.echo(f"iorag: skipped {problem.source}: {problem.reason}", err=True)
+    if report.unsupported and as_json:  # the summary line says it otherwise
+        kinds = ", ".join(f"{suffix} ({count})" for suffix, count in sorted(report.unsupported.items()))
+        click.echo(f"iorag: not read, unsupported file types: {kinds}", err=True)
     if as_json:
         click.echo(json.dumps(_report_json(report), indent=2))
     else:
@@ -170,20 +174,20 @@ def build_indexer(settings: Settings, progress: Any = None) -> Indexer:
 @json_option
 def search(query: str, index_dir: Path | None, top_k: int | None, mode: str | None, as_json: bool) -> None:
     """Print the chunks that best match QUERY."""
-    from .answer import hit_json
+    from .locations import located_hit_json, source_label
     from .rag import RagService
 
     settings = settings_from(index_dir=index_dir, top_k=top_k, search_mode=mode)
     with RagService(settings) as service:
         hits = service.search(query)
     if as_json:
-        click.echo(json.dumps({"results": [hit_json(h) for h in hits]}, indent=2, ensure_ascii=False))
+        click.echo(json.dumps({"results": [located_hit_json(h) for h in hits]}, indent=2, ensure_ascii=False))
         return
     if not hits:
         click.echo("no match")
     for rank, hit in enumerate(hits, start=1):
         header = hit.chunk.header or hit.chunk.doc_id
-        click.echo(f"{rank:>2}. [{hit.score:.4f}] {hit.chunk.doc_id} :: {header}")
+        click.echo(f"{rank:>2}. [{hit.score:.4f}] {source_label(hit)} :: {header}")
         click.echo("    " + _preview(hit.chunk.text))
 
 
@@ -208,21 +212,21 @@ def ask(
     as_json: bool,
 ) -> None:
     """Answer QUESTION from the index, with numbered sources."""
-    from .answer import answer_json
+    from .locations import located_answer_json, source_label
     from .rag import RagService
 
     settings = settings_from(index_dir=index_dir, top_k=top_k, chat_model=model)
     with RagService(settings) as service:
         answer = service.ask(question, max_completion_tokens=max_completion_tokens)
     if as_json:
-        click.echo(json.dumps(answer_json(answer), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(located_answer_json(answer), indent=2, ensure_ascii=False))
         return
     click.echo(answer.answer)
     click.echo("")
     cited = set(answer.cited) or set(range(len(answer.sources)))
     for position, hit in enumerate(answer.sources):
         if position in cited:
-            click.echo(f"[{position + 1}] {hit.chunk.doc_id} :: {hit.chunk.header or hit.chunk.doc_id}")
+            click.echo(f"[{position + 1}] {source_label(hit)} :: {hit.chunk.header or hit.chunk.doc_id}")
     budget = f" of {answer.context.budget}" if answer.context.budget is not None else ""
     click.echo(
         f"({answer.model}; {answer.context.chunks} chunks, {answer.context.tokens}{budget} tokens of context, "

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from .cache import EmbeddingCache
 from .directory import IndexDirectory
-from .snapshot import DocumentRecord, Manifest, Snapshot
+from .snapshot import DocumentRecord, DocumentSummary, Manifest, Snapshot
 from .writer import IndexWriter
 
-__all__ = ["DocumentRecord", "EmbeddingCache", "IndexDirectory", "IndexWriter", "Manifest", "Snapshot"]
+__all__ = ["DocumentRecord", "DocumentSummary", "EmbeddingCache", "IndexDirectory", "IndexWriter", "Manifest", "Snapshot"]

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import CorruptIndexError, DimensionMismatchError, StoreError
-from ..models import Chunk, ScoredChunk
+from ..models import Chunk, ScoredChunk, Segment, segments_from_json
 from .cache import translate_sqlite_error
 from .backends import DenseIndex, dense_entry, load_milvus, resolve_uri
 from .dense import FaissDense
@@ -26,17 +26,20 @@ SNAPSHOT_ID = re.compile(r"^[0-9]{20}-[0-9a-f]{8}$")
 #: Most bound parameters in one statement; SQLite before 3.32 allows only 999.
 _IN_BATCH = 900
 #: The columns of the chunks table, in the order `_row_to_chunk` reads them.
-CHUNK_COLUMNS = "id, chunk_id, doc_id, ordinal, text, start_char, end_char, tokens, title, headings"
+CHUNK_COLUMNS = "id, chunk_id, doc_id, ordinal, text, start_char, end_char, tokens, title, headings, location"
+#: Snapshots written before locations existed lack the `location` and `segments` columns;
+#: they read as NULL (no location), so older indexes stay readable without a rebuild.
+_LEGACY_CHUNK_COLUMNS = CHUNK_COLUMNS.replace(", location", ", NULL")
 SCHEMA = """
 CREATE TABLE documents (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL UNIQUE, source TEXT NOT NULL,
     content_hash TEXT NOT NULL, title TEXT NOT NULL, metadata TEXT NOT NULL, chunk_ids TEXT NOT NULL,
-    text TEXT NOT NULL
+    text TEXT NOT NULL, segments TEXT
 );
 CREATE TABLE chunks (
     id INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL,
     text TEXT NOT NULL, start_char INTEGER NOT NULL, end_char INTEGER NOT NULL, tokens INTEGER NOT NULL,
-    title TEXT NOT NULL, headings TEXT NOT NULL
+    title TEXT NOT NULL, headings TEXT NOT NULL, location TEXT
 );
 """
 
@@ -56,6 +59,8 @@ class DocumentRecord:
     metadata: Mapping[str, Any]
     chunk_ids: tuple[str, ...]
     text: str = ""
+    #: Where each part of `text` comes from (pages, slides, rows), for chunking it again.
+    segments: tuple[Segment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,22 @@ class Manifest:
 
 
 def _row_to_chunk(row: Sequence[Any]) -> Chunk:
-    _, chunk_id, doc_id, ordinal, text, start, end, tokens, title, headings = row
-    return Chunk(chunk_id, doc_id, ordinal, text, start, end, tokens, title, tuple(json.loads(headings)))
+    _, chunk_id, doc_id, ordinal, text, start, end, tokens, title, headings, location = row
+    return Chunk(
+        chunk_id, doc_id, ordinal, text, start, end, tokens, title, tuple(json.loads(headings)),
+        json.loads(location) if location else None,
+    )
+
+
+@dataclass(frozen=True)
+class DocumentSummary:
+    """One row of a document listing: no text, no chunk ids."""
+
+    doc_id: str
+    title: str
+    source: str
+    chunks: int
+    metadata: Mapping[str, Any]
 
 
 
@@ -165,9 +184,12 @@ class Snapshot:
             counts = self._conn.execute(
                 "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
             ).fetchone()
+            has_locations = any(row[1] == "location" for row in self._conn.execute("PRAGMA table_info(chunks)"))
         except sqlite3.Error as exc:
             self.close()
             raise CorruptIndexError(f"{db}: unreadable: {exc}") from exc
+        self._columns = CHUNK_COLUMNS if has_locations else _LEGACY_CHUNK_COLUMNS
+        self._segments_column = "segments" if has_locations else "NULL"
         if tuple(counts) != (self.manifest.documents, self.manifest.chunks):
             self.close()
             raise CorruptIndexError(
@@ -218,24 +240,41 @@ class Snapshot:
         for start in range(0, len(values), _IN_BATCH):
             batch = values[start : start + _IN_BATCH]
             marks = ",".join("?" * len(batch))
-            rows += self._query(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE {column} IN ({marks})", batch)
+            rows += self._query(f"SELECT {self._columns} FROM chunks WHERE {column} IN ({marks})", batch)
         return rows
 
     def documents(self) -> dict[str, DocumentRecord]:
         """Every document, by id, in the order they were published."""
         rows = self._query(
-            "SELECT doc_id, source, content_hash, title, metadata, chunk_ids, text FROM documents ORDER BY id"
+            "SELECT doc_id, source, content_hash, title, metadata, chunk_ids, text, "
+            f"{self._segments_column} FROM documents ORDER BY id"
         )
         return {
             doc_id: DocumentRecord(
-                doc_id, source, content_hash, title, json.loads(meta), tuple(json.loads(ids)), text
+                doc_id, source, content_hash, title, json.loads(meta), tuple(json.loads(ids)), text,
+                segments_from_json(segments),
             )
-            for doc_id, source, content_hash, title, meta, ids, text in rows
+            for doc_id, source, content_hash, title, meta, ids, text, segments in rows
         }
+
+    def list_documents(self, offset: int = 0, limit: int = 50) -> tuple[list[DocumentSummary], int]:
+        """One page of documents in publishing order, and how many there are in all.
+
+        Reads only the documents table, and not the document texts.
+        """
+        rows = self._query(
+            "SELECT doc_id, title, source, chunk_ids, metadata FROM documents ORDER BY id LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        page = [
+            DocumentSummary(doc_id, title, source, len(json.loads(ids)), json.loads(meta))
+            for doc_id, title, source, ids, meta in rows
+        ]
+        return page, self.manifest.documents
 
     def chunks(self) -> list[Chunk]:
         """Every chunk, in (document, ordinal) order."""
-        return [_row_to_chunk(row) for row in self._query(f"SELECT {CHUNK_COLUMNS} FROM chunks ORDER BY id")]
+        return [_row_to_chunk(row) for row in self._query(f"SELECT {self._columns} FROM chunks ORDER BY id")]
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         """The chunks with these ids, in the order asked.

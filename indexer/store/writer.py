@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import CorruptIndexError, DimensionMismatchError, IoragError, StoreError
-from ..models import Chunk
+from ..models import Chunk, segments_json
 from .backends import DenseTarget, collection_name, dense_entry, is_local, load_milvus, resolve_uri
 from .cache import EmbeddingCache
 from .dense import write_dense
@@ -46,19 +46,19 @@ def _write_chunks_db(path: Path, documents: Sequence[DocumentRecord], chunks: Se
         conn.executescript(SCHEMA)
         conn.execute("BEGIN")
         conn.executemany(
-            "INSERT INTO documents (id, doc_id, source, content_hash, title, metadata, chunk_ids, text)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO documents (id, doc_id, source, content_hash, title, metadata, chunk_ids, text, segments)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (i, d.doc_id, d.source, d.content_hash, d.title, _dump_metadata(d), json.dumps(list(d.chunk_ids)),
-                 d.text)
+                 d.text, segments_json(d.segments) if d.segments else None)
                 for i, d in enumerate(documents, start=1)
             ],
         )
         conn.executemany(
-            f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (i, c.chunk_id, c.doc_id, c.ordinal, c.text, c.start, c.end, c.tokens, c.title,
-                 json.dumps(list(c.headings)))
+                 json.dumps(list(c.headings)), json.dumps(dict(c.location), sort_keys=True) if c.location else None)
                 for i, c in enumerate(chunks, start=1)
             ],
         )

@@ -14,6 +14,9 @@ class Hit(BaseModel):
     headings: list[str] = []
     text: str
     score: float
+    location: dict[str, Any] | None = Field(
+        default=None, description='Where in the file: {"page": 7}, {"slide": 3}, {"sheet": "Q3", "row": 12}; null if none.'
+    )
 
 
 class SearchRequest(BaseModel):

@@ -6,7 +6,7 @@ from typing import Any, AsyncIterator
 
 from fastapi import APIRouter
 
-from ...answer import answer_json
+from ...locations import located_answer_json
 from ..deps import ServiceDep
 from ..schemas import AskRequest, AskResponse
 from ..sse import sse_response
@@ -30,7 +30,7 @@ async def ask(body: AskRequest, service: ServiceDep) -> Any:
         "max_completion_tokens": body.max_completion_tokens,
     }
     if not body.stream:
-        return answer_json(await service.aask(body.question, **options))
+        return located_answer_json(await service.aask(body.question, **options))
     # Resolve the model and retrieve before the stream opens, so those errors keep their status code.
     events = service.aask_stream(body.question, **options)
     first = await anext(events)
@@ -39,7 +39,7 @@ async def ask(body: AskRequest, service: ServiceDep) -> Any:
         event = first
         while True:
             if event.answer is not None:
-                yield answer_json(event.answer)
+                yield located_answer_json(event.answer)
             else:
                 yield {"delta": event.delta}
             try:

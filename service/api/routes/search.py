@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ...answer import hit_json
+from ...locations import located_hit_json
 from ..deps import ServiceDep
 from ..schemas import SearchRequest, SearchResponse
 
@@ -16,4 +16,4 @@ router = APIRouter(prefix="/v1", tags=["search"])
 @router.post("/search", response_model=SearchResponse)
 async def search(body: SearchRequest, service: ServiceDep) -> Any:
     hits = await service.asearch(body.query, body.top_k, body.mode)
-    return {"results": [hit_json(hit) for hit in hits]}
+    return {"results": [located_hit_json(hit) for hit in hits]}

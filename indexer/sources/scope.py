@@ -1,4 +1,4 @@
-"""Which files a scan of some paths reads: supported suffixes, hidden names, globs; `in_scope`."""
+"""Which files a scan of some paths reads: hidden names, globs; `in_scope`."""
 
 from __future__ import annotations
 
@@ -7,24 +7,10 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-#: File kinds by suffix (compared lower-cased).
-_KINDS = {
-    ".txt": "text",
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".html": "html",
-    ".htm": "html",
-    ".jsonl": "jsonl",
-}
-SUPPORTED_SUFFIXES = tuple(_KINDS)
+from .registry import file_kind
 
 #: A path containing any of these is a glob pattern (unless a file by that name exists).
 GLOB_MAGIC = re.compile(r"[*?[]")
-
-
-def file_kind(path: Path) -> str | None:
-    """The kind of file ("text", "markdown", "html", "jsonl") its suffix names; None when unsupported."""
-    return _KINDS.get(path.suffix.lower())
 
 
 def in_scope(source: str, paths: Sequence[str | Path]) -> bool:
@@ -42,6 +28,8 @@ def in_scope(source: str, paths: Sequence[str | Path]) -> bool:
     Returns:
         True when the scan covered that file.
     """
+    if not os.path.isabs(source):
+        return False  # an upload's name or "api": never a file a scan reads
     target = os.path.abspath(source)
     for raw in paths:
         path = os.path.abspath(raw)
