@@ -30,7 +30,8 @@ from indexer.errors import (
 )
 from indexer.models import Document, ScoredChunk
 from indexer.pipeline import Indexer, IndexReport
-from indexer.store import IndexDirectory, Snapshot
+from indexer.sources import SourceProblem, read_uploads
+from indexer.store import DocumentSummary, IndexDirectory, Snapshot
 from indexer.tokens import counter_for
 
 from .answer import Answer, AnswerEvent, ChatAnswerer, answer_extractively, stream_pieces
@@ -277,6 +278,14 @@ class RagService:
         retriever = await self.retriever()
         return await embed_texts(retriever.embedder, texts)
 
+    async def alist_documents(self, offset: int = 0, limit: int = 50) -> tuple[list[DocumentSummary], int]:
+        """One page of the indexed documents (publishing order) and the total; empty before any index."""
+        try:
+            retriever = await self.retriever()
+        except IndexNotFoundError:
+            return [], 0
+        return await asyncio.to_thread(retriever.snapshot.list_documents, offset, limit)
+
     async def ahealth(self) -> dict[str, Any]:
         """Index status for `/v1/health`."""
         info: dict[str, Any] = {
@@ -325,6 +334,22 @@ class RagService:
     async def aadd_documents(self, documents: Sequence[Document]) -> IndexReport:
         """Add or replace documents by id; searches see them when this returns."""
         return await self._write(lambda indexer: indexer.aadd_documents(documents))
+
+    async def aindex_files(
+        self, files: Sequence[tuple[str, bytes]]
+    ) -> tuple[IndexReport | None, list[str], list[SourceProblem]]:
+        """Parse uploaded files (name, bytes) with the CLI's readers and add what they hold.
+
+        Returns:
+            The write's report (None when no file yielded a document), the ids of the
+            documents indexed, and the problems (files or parts of files not indexed).
+        """
+        scanned = await asyncio.to_thread(read_uploads, files)
+        if not scanned.documents:
+            return None, [], scanned.problems
+        report = await self.aadd_documents(scanned.documents)
+        ids = [d.id for d in scanned.documents if d.id in report.document_chunks]
+        return report, ids, scanned.problems + report.problems
 
     async def adelete_documents(self, doc_ids: Sequence[str]) -> IndexReport:
         """Remove documents by id; `report.missing_ids` lists ids that were not there."""

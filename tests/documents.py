@@ -16,14 +16,13 @@ def pdf_bytes(pages: int = 9, *, scanned_page: int | None = None, password: str 
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
-    from reportlab.lib.utils import ImageReader
     from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Table, TableStyle
 
     styles = getSampleStyleSheet()
     story: list[object] = []
     for page in range(1, pages + 1):
         if page == scanned_page:
-            story.append(Image(ImageReader(_png()), width=200, height=100))
+            story.append(Image(_png(), width=200, height=100))
             story.append(PageBreak())
             continue
         story.append(Paragraph(f"Chapter {page}: operations notes", styles["Heading1"]))

@@ -22,7 +22,7 @@ from ..html_markdown import html_to_markdown
 from .problems import ScanResult, SourceProblem, UnsupportedFile
 from .records import documents_from_records
 from .registry import DOCUMENTS_EXTRA, SUPPORTED_SUFFIXES, Origin, file_kind, read_bytes, upload_name
-from .scanning import document_id, iter_documents, iter_files, read_file, scan
+from .scanning import document_id, iter_documents, iter_files, read_file, read_uploads, scan
 from .scope import in_scope
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "iter_files",
     "read_bytes",
     "read_file",
+    "read_uploads",
     "scan",
     "upload_name",
 ]

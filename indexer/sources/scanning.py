@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Sequence
 
 from ..models import Document
 from .problems import ScanResult, SourceProblem, UnsupportedFile
-from .registry import SUPPORTED_SUFFIXES, Origin, file_kind, read_bytes
+from .registry import SUPPORTED_SUFFIXES, Origin, file_kind, read_bytes, upload_name
 from .scope import GLOB_MAGIC
 
 
@@ -182,6 +182,33 @@ def read_file(path: Path, *, base: Path | None = None) -> Iterator[Document | So
         yield SourceProblem(source, exc.strerror or str(exc))
         return
     yield from read_bytes(data, Origin(source=source, doc_id=document_id(source, base), name=path.name))
+
+
+def read_uploads(files: Sequence[tuple[str, bytes]]) -> ScanResult:
+    """Read uploaded files with the same readers as files on disk.
+
+    Each file's name (its last component only) is its document id and source, so
+    uploading a file again replaces its document.
+
+    Args:
+        files: (name as the client sent it, content) pairs.
+
+    Returns:
+        Documents and problems; a name used twice keeps its first file.
+    """
+    result = ScanResult()
+    for raw_name, data in files:
+        name = upload_name(raw_name or "")
+        if not name or name in (".", ".."):
+            result.problems.append(SourceProblem(raw_name or "(unnamed)", "an uploaded file needs a file name"))
+            continue
+        for found in read_bytes(data, Origin(source=name, doc_id=name, name=name)):
+            if isinstance(found, SourceProblem):
+                result.problems.append(found)
+            else:
+                result.documents.append(found)
+    _drop_duplicate_ids(result)
+    return result
 
 
 def document_id(source: str, base: Path | None) -> str:

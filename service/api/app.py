@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from ..config import Settings
 from ..rag import RagService
 from . import errors, web
-from .routes import ask, chat, documents, embeddings, health, search
+from .routes import ask, chat, documents, embeddings, files, health, search
 
 
 def create_app(settings: Settings | None = None, *, service: RagService | None = None) -> FastAPI:
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, service: RagService | None =
         redoc_url=None,
     )
     errors.register(app)
-    for module in (ask, search, documents, health, chat, embeddings):
+    for module in (ask, search, documents, files, health, chat, embeddings):
         app.include_router(module.router)
     web.install(app)
     return app

@@ -90,6 +90,35 @@ class DocumentsResponse(BaseModel):
     problems: list[str] = []
 
 
+class ProblemOut(BaseModel):
+    source: str
+    reason: str
+
+
+class FilesResponse(BaseModel):
+    documents: list[str] = Field(description="Ids of the documents indexed from the files (each file's name).")
+    added: int
+    updated: int
+    unchanged: int
+    chunks: int = Field(description="Chunks those documents have in the index.")
+    problems: list[ProblemOut] = []
+
+
+class DocumentSummaryOut(BaseModel):
+    doc_id: str
+    title: str
+    source: str
+    chunks: int
+    metadata: dict[str, Any]
+
+
+class DocumentListResponse(BaseModel):
+    documents: list[DocumentSummaryOut]
+    total: int
+    offset: int
+    limit: int
+
+
 class DeleteResponse(BaseModel):
     deleted: str
     documents: int

@@ -1,16 +1,16 @@
-"""POST /v1/documents and DELETE /v1/documents/{id}: change the index over HTTP."""
+"""GET and POST /v1/documents, DELETE /v1/documents/{id}: list and change the index over HTTP."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from indexer.models import Document
 
 from ...errors import DocumentNotFoundError
 from ..deps import ServiceDep
-from ..schemas import DeleteResponse, DocumentsRequest, DocumentsResponse
+from ..schemas import DeleteResponse, DocumentListResponse, DocumentsRequest, DocumentsResponse
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -31,6 +31,17 @@ async def add_documents(body: DocumentsRequest, service: ServiceDep) -> Any:
         "chunks_embedded": report.chunks_embedded,
         "problems": [f"{p.source}: {p.reason}" for p in report.problems],
     }
+
+
+@router.get("", response_model=DocumentListResponse)
+async def list_documents(
+    service: ServiceDep,
+    offset: int = Query(0, ge=0, description="Documents to skip."),
+    limit: int = Query(50, ge=1, le=1000, description="Documents to return at most."),
+) -> Any:
+    """The indexed documents with their source, chunk count and metadata (pages, slides, sheets), paged."""
+    page, total = await service.alist_documents(offset, limit)
+    return {"documents": [vars(d) for d in page], "total": total, "offset": offset, "limit": limit}
 
 
 @router.delete("/{doc_id:path}", response_model=DeleteResponse, responses={404: {"description": "not indexed"}})
