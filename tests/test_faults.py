@@ -488,16 +488,18 @@ def test_damaged_corpus_files_are_skipped_by_name_and_the_rest_indexed(tmp_path:
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     skipped = result.stderr.strip().splitlines()
-    assert len(skipped) == 3, result.stderr
-    assert any(line.startswith(f"iorag: skipped {corpus / 'latin1.txt'}: not valid UTF-8") for line in skipped)
+    assert len(skipped) == 2, result.stderr
     assert any(line.startswith(f"iorag: skipped {corpus / 'records.jsonl'}:3: invalid JSON") for line in skipped)
     assert f"iorag: skipped {corpus / 'diagram.md'}: binary file" in skipped
     report = json.loads(result.stdout)
-    assert report["documents"] == 12 + 2
+    # Latin-1 is detected and decoded, not refused.
+    assert report["documents"] == 12 + 3
     with IndexDirectory(index).open_current() as snap:
-        ids = set(snap.documents())
-    assert {"rec-1", "rec-2"} <= ids and "rec-3" not in ids
-    assert not any(i.endswith(("latin1.txt", "diagram.md")) for i in ids)
+        documents = snap.documents()
+    assert {"rec-1", "rec-2"} <= set(documents) and "rec-3" not in documents
+    assert not any(i.endswith("diagram.md") for i in documents)
+    [latin1] = [d for i, d in documents.items() if i.endswith("latin1.txt")]
+    assert latin1.text == "Café crème, written as Latin-1." and latin1.metadata == {"encoding": "cp1252"}
 
 
 def test_a_truncated_cache_or_a_missing_snapshot_file_is_one_clear_error_line(tmp_path: Path) -> None:

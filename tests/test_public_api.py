@@ -70,6 +70,21 @@ def test_store_exports() -> None:
     import indexer.store as store
 
     assert store.__all__ == sorted(store.__all__)
-    assert store.__all__ == ["DocumentRecord", "EmbeddingCache", "IndexDirectory", "IndexWriter", "Manifest", "Snapshot"]
+    assert store.__all__ == [
+        "DocumentRecord", "DocumentSummary", "EmbeddingCache", "IndexDirectory", "IndexWriter", "Manifest", "Snapshot"
+    ]
     for name in store.__all__:
         assert hasattr(store, name), name
+
+
+def test_sources_exports() -> None:
+    import indexer.sources as sources
+
+    assert sources.__all__ == sorted(sources.__all__)
+    assert sources.__all__ == [
+        "DOCUMENTS_EXTRA", "Origin", "SUPPORTED_SUFFIXES", "ScanResult", "SourceProblem", "UnsupportedFile",
+        "document_id", "documents_from_records", "file_kind", "html_to_markdown", "in_scope", "iter_documents",
+        "iter_files", "read_bytes", "read_file", "read_uploads", "scan", "upload_name",
+    ]
+    for name in sources.__all__:
+        assert hasattr(sources, name), name
