@@ -8,7 +8,7 @@ COPY pyproject.toml README.md ./
 COPY indexer ./indexer
 COPY service ./service
 COPY corpora ./corpora
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir ".[documents]" \
     && useradd --create-home --uid 1000 iorag \
     && mkdir -p /data && chown iorag /data
 

@@ -1,6 +1,6 @@
 """Compare PDF text extractors on one generated PDF: seconds per page and what a table looks like.
 
-    .venv/bin/python bench/pdf_readers.py [PAGES]
+    .venv/bin/python bench/pdf_readers.py [PAGES | FILE.pdf]
 
 Needs reportlab (the test extra) to write the PDF, and pypdf and pdfminer.six besides
 pypdfium2 (`pip install pypdf pdfminer.six`); they are not dependencies of iorag.
@@ -62,16 +62,18 @@ def with_pdfminer(data: bytes) -> list[str]:
 
 
 def main() -> None:
-    pages = int(sys.argv[1]) if len(sys.argv) > 1 else 50
-    data = make_pdf(pages)
-    print(f"{pages} pages, {len(data)} bytes")
+    arg = sys.argv[1] if len(sys.argv) > 1 else "50"
+    data = open(arg, "rb").read() if arg.endswith(".pdf") else make_pdf(int(arg))
+    pages = len(with_pypdfium2(data))
+    print(f"{arg}: {pages} pages, {len(data)} bytes")
     for name, read in (("pypdfium2", with_pypdfium2), ("pypdf", with_pypdf), ("pdfminer.six", with_pdfminer)):
         read(data)  # warm up imports
         started = time.perf_counter()
         texts = read(data)
         seconds = time.perf_counter() - started
         table = [line for line in texts[1].splitlines() if "North" in line or "Region" in line]
-        print(f"{name:<13} {seconds:6.2f} s  {1000 * seconds / pages:6.1f} ms/page  table rows: {table}")
+        chars = sum(len(t) for t in texts)
+        print(f"{name:<13} {seconds:6.2f} s  {1000 * seconds / pages:6.1f} ms/page  {chars} chars  table rows: {table}")
 
 
 if __name__ == "__main__":
