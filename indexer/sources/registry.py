@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Callable, Iterator
 
 from ..models import Document
@@ -107,5 +107,3 @@ def upload_name(name: str) -> str:
     return os.path.basename(name.replace("\\", "/")).strip()
 
 
-def origin_for(path: Path, source: str, doc_id: str) -> Origin:
-    return Origin(source=source, doc_id=doc_id, name=path.name)

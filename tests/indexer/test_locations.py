@@ -20,7 +20,7 @@ COUNTER = counter_for(default_catalog().get("local/all-MiniLM-L6-v2"))
 
 
 def paged(*pages: str) -> Document:
-    text, segments, position = "", [], 0
+    text, segments = "", []
     for number, page in enumerate(pages, start=1):
         if text:
             text += "\n\n"
