@@ -135,6 +135,7 @@ def chunk_document(doc: Document, counter: TokenCounter, config: ChunkingConfig)
                 spans.extend((s, e, t, header) for s, e, t in cutter.cut_section(a, b, header))
 
     chunks: list[Chunk] = []
+    segment_ends = [segment.end for segment in doc.segments]
     # Identical passages (boilerplate) get distinct ids by how many came before.
     occurrences: dict[str, int] = {}
     for ordinal, (start, end, tokens, header) in enumerate(spans):
@@ -152,7 +153,7 @@ def chunk_document(doc: Document, counter: TokenCounter, config: ChunkingConfig)
                 tokens=tokens,
                 title=header.title,
                 headings=header.headings,
-                location=_locate(doc.segments, start, end),
+                location=_locate(doc.segments, segment_ends, start, end),
             )
         )
     return chunks
@@ -178,14 +179,14 @@ def _clip(start: int, end: int, cuts: Sequence[int]) -> list[tuple[int, int]]:
     return list(zip(bounds, bounds[1:]))
 
 
-def _locate(segments: Sequence[Segment], start: int, end: int) -> dict[str, Any] | None:
+def _locate(segments: Sequence[Segment], ends: Sequence[int], start: int, end: int) -> dict[str, Any] | None:
     """The location of text[start:end]: its first segment's, with `last_row` when rows run on.
 
-    A chunk that touches no segment (a heading between two pages) takes the next one's.
+    `ends` holds each segment's end. A chunk that touches no segment (a heading
+    between two pages) takes the next one's.
     """
     if not segments:
         return None
-    ends = [s.end for s in segments]
     first = bisect_right(ends, start)
     if first == len(segments):
         return dict(segments[-1].location)

@@ -32,11 +32,13 @@ def read(data: bytes, origin: Origin) -> Iterator[Document | SourceProblem]:
     builder = TextBuilder()
     try:
         document = docx.Document(io.BytesIO(data))
+        in_list = False
         for block in document.iter_inner_content():
             if isinstance(block, Paragraph):
-                _paragraph(builder, block)
+                in_list = _paragraph(builder, block, in_list)
             elif isinstance(block, Table):
                 _table(builder, block)
+                in_list = False
         title = document.core_properties.title or ""
     except Exception as exc:  # python-docx raises KeyError, ValueError, lxml errors... on damaged parts
         yield damaged(origin, "DOCX", exc)
@@ -47,20 +49,23 @@ def read(data: bytes, origin: Origin) -> Iterator[Document | SourceProblem]:
     yield builder.document(origin, title=title)
 
 
-def _paragraph(builder: TextBuilder, paragraph: Paragraph) -> None:
+def _paragraph(builder: TextBuilder, paragraph: Paragraph, in_list: bool) -> bool:
+    """Add one paragraph; returns whether it was a list item (items of one list share a block)."""
     text = paragraph.text
     if not text.strip():
-        return
-    style = paragraph.style.name if paragraph.style is not None else ""
-    heading = _HEADING_STYLE.fullmatch(style or "")
+        return in_list
+    style = (paragraph.style.name if paragraph.style is not None else "") or ""
+    heading = _HEADING_STYLE.fullmatch(style)
     if style == "Title":
         builder.heading(text, 1)
     elif heading:
         builder.heading(text, int(heading.group(1)))
-    elif "List" in (style or ""):
-        builder.add("- " + plain(text), separator="\n")
+    elif "List" in style:
+        builder.add("- " + plain(text), separator="\n" if in_list else "\n\n")
+        return True
     else:
         builder.add(plain(text))
+    return False
 
 
 def _table(builder: TextBuilder, table: Table) -> None:

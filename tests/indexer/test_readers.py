@@ -76,7 +76,7 @@ def test_docx_headings_lists_and_tables() -> None:
     [doc], problems = read("memo.docx", docx_bytes())
     assert problems == [] and doc.title == "Team memo" and doc.segments == ()
     assert "# Team memo" in doc.text and "## Budget" in doc.text
-    assert "- Travel is capped at four hundred euros per person." in doc.text
+    assert "## Budget\n\n- Travel is capped at four hundred euros per person." in doc.text
     assert "Item | Cost\nItem: Catering; Cost: 950" in doc.text
 
 
