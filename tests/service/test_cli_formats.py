@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from indexer import IndexReport
+
 from ..documents import PAGE_7_FACT, PAGE_7_QUESTION, write_mixed_folder
 from .test_cli import iorag
 
@@ -25,8 +27,11 @@ def test_index_reads_every_format_and_names_the_unsupported_file(team: Path) -> 
     assert report["documents"] == 7 and report["problems"] == []
     assert report["unsupported"] == {".bin": 1}
     assert "unsupported file types: .bin (1)" in result.stderr
-    again = iorag("index", "team", cwd=team)
-    assert again.returncode == 0 and "1 file of unsupported types not read (1 .bin)" in again.stdout
+
+
+def test_the_summary_line_names_unsupported_types() -> None:
+    report = IndexReport(embedding_model="m", unsupported={".bin": 1, ".exe": 2})
+    assert report.summary().endswith("; 3 files of unsupported types not read (1 .bin, 2 .exe)")
 
 
 def test_answer_on_page_7_cites_page_7(team: Path) -> None:
