@@ -14,7 +14,8 @@ from typing import Any, AsyncIterator
 
 from fastapi import APIRouter
 
-from ...answer import Answer, hit_json
+from ...answer import Answer
+from ...locations import located_hit_json
 from ...errors import QueryError
 from ..deps import ServiceDep
 from ..schemas import ChatCompletionRequest, ChatMessage
@@ -71,7 +72,7 @@ async def chat_completions(body: ChatCompletionRequest, service: ServiceDep) -> 
                 {"index": 0, "message": {"role": "assistant", "content": answer.answer}, "finish_reason": "stop"}
             ],
             "usage": _usage(answer),
-            "sources": [hit_json(hit) for hit in answer.sources],
+            "sources": [located_hit_json(hit) for hit in answer.sources],
         }
 
     events = service.aask_stream(question, **options)
@@ -94,7 +95,7 @@ async def chat_completions(body: ChatCompletionRequest, service: ServiceDep) -> 
             if event.answer is not None:
                 final = chunk({}, event.answer.model, "stop")
                 final["usage"] = _usage(event.answer)
-                final["sources"] = [hit_json(hit) for hit in event.answer.sources]
+                final["sources"] = [located_hit_json(hit) for hit in event.answer.sources]
                 yield final
             elif event.delta:
                 yield chunk({"content": event.delta}, model_id)
