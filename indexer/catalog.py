@@ -1,8 +1,10 @@
-"""Known models: context lengths, embedding limits, dimensions, query prefixes.
+"""Known models: context lengths, embedding limits, dimensions, query and document templates.
 
-Figures come from the IO Intelligence model tables (current and earlier docs).
+Figures come from the IO Intelligence model tables (current and earlier docs)
+here, and from each other provider's module (`api/providers/`, with sources).
 `/models` at run time is the authority: `Catalog.merged()` lays what the API
-says over these entries and records where each figure came from.
+says over these entries and records where each figure came from. A model
+nothing describes works when the caller states its limit (`Catalog.resolve`).
 """
 
 from __future__ import annotations
@@ -39,13 +41,16 @@ class ModelInfo:
     max_output_tokens: int | None = None
     #: Embedding dimension (embedding models).
     dims: int | None = None
-    #: How a search query is wrapped before embedding; documents are sent bare.
+    #: How a search query is wrapped before embedding.
     query_template: str = "{query}"
+    #: How a document is wrapped before embedding (most models take it bare).
+    document_template: str = "{text}"
     #: `remote` models are served by IO Intelligence; `local` ones run in-process.
     provider: Literal["remote", "local"] = "remote"
-    #: Where `context_length` came from: `catalog` (docs) or `api` (/models).
+    #: Where `context_length` came from: `catalog` (docs), `api` (/models) or `stated` (the caller).
     source: str = "catalog"
-    #: Which docs table lists it: `current`, `earlier`, or `api` for models only /models knows.
+    #: Which docs table lists it: `current`, `earlier` (IO Intelligence), `iio` (the IIO
+    #: AI Platform), `api` for models only /models knows, `stated` for ones only the caller describes.
     listed: str = "current"
     #: Free tokens a day the docs give for this model's main use (embeddings or chat), if any.
     daily_quota_tokens: int | None = None
@@ -58,6 +63,15 @@ class ModelInfo:
     def format_query(self, query: str) -> str:
         """The text to embed for a search query."""
         return self.query_template.format(query=query, task=GEMMA_RETRIEVAL_TASK)
+
+    def format_document(self, text: str) -> str:
+        """The text to embed for a document chunk."""
+        return self.document_template.format(text=text)
+
+    @property
+    def document_overhead(self) -> str:
+        """What the document template adds around a text (budgeted by the chunker)."""
+        return self.document_template.replace("{text}", "")
 
 
 def _family(model_id: str) -> str:
@@ -194,6 +208,41 @@ class Catalog:
             raise ConfigError(f"{model_id!r} is a {model.kind} model, not a {kind} model")
         return model
 
+    def resolve(self, model_id: str, kind: Kind, stated_limit: int | None = None) -> ModelInfo:
+        """The model with this id, with a limit the caller states where nothing else gives one.
+
+        A stated limit describes a model no catalog or /models knows (its
+        tokenizer is guessed from the id, with that family's safety factor),
+        fills a limit /models left unknown, and lowers (never raises) a known one.
+
+        Raises:
+            ConfigError: unknown id or unknown limit and no stated limit; a model of the other kind.
+        """
+        flag = "--context-length" if kind == "chat" else "--embedding-limit"
+        setting = "IORAG_CONTEXT_LENGTH" if kind == "chat" else "IORAG_EMBEDDING_LIMIT"
+        model = self._models.get(model_id)
+        if model is None:
+            if stated_limit is None:
+                raise ConfigError(
+                    f"unknown model {model_id!r}: iorag does not know its token limit",
+                    hint=f"run `iorag models` to list the models iorag knows, or state the limit with {flag} "
+                    f"(or {setting})",
+                )
+            return ModelInfo(
+                id=model_id, kind=kind, context_length=stated_limit, tokenizer=guess_tokenizer(model_id),
+                source="stated", listed="stated",
+            )
+        if kind is not None and model.kind != kind:
+            raise ConfigError(f"{model_id!r} is a {model.kind} model, not a {kind} model")
+        if stated_limit is not None and (model.context_length is None or stated_limit < model.context_length):
+            return replace(model, context_length=stated_limit, source="stated")
+        if model.context_length is None and model.provider == "remote":
+            raise ConfigError(
+                f"the token limit of {model_id!r} is unknown (neither iorag's catalog nor /models gives it)",
+                hint=f"state it with {flag} (or {setting})",
+            )
+        return model
+
     def merged(self, updates: Iterable[ModelInfo]) -> "Catalog":
         """A new catalog where `updates` (e.g. from /models) override known figures.
 
@@ -216,7 +265,18 @@ class Catalog:
 
 
 def default_catalog() -> Catalog:
-    """Every model from the docs, plus the local embedding model."""
+    """Every model each provider documents, plus the local embedding model."""
+    from .api.providers import PROVIDERS
+
+    models: list[ModelInfo] = []
+    for provider in PROVIDERS.values():
+        models.extend(provider.models())
+    models.extend(m for m in _EMBEDDING_MODELS if m.provider == "local")
+    return Catalog(models)
+
+
+def ionet_models() -> tuple[ModelInfo, ...]:
+    """The IO Intelligence models from its docs' tables (current and earlier)."""
     chat = (
         ModelInfo(
             id=model_id,
@@ -229,7 +289,7 @@ def default_catalog() -> Catalog:
         )
         for model_id, length, listed in _CHAT_MODELS
     )
-    return Catalog((*chat, *_EMBEDDING_MODELS))
+    return (*chat, *(m for m in _EMBEDDING_MODELS if m.provider == "remote"))
 
 
 def guess_tokenizer(model_id: str) -> str:

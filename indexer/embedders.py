@@ -1,83 +1,56 @@
-"""Builds the embedder for a model id (local in-process, or IO Intelligence), and the API client.
+"""Builds the embedder for a model id: local in-process, or remote over the upstream API.
 
-`RemoteOptions` is the one place that turns settings into a `ClientConfig`
-and a client: the remote embedder, the chat answerer and the model list all
-get theirs from `RemoteOptions.make_client()`.
+The upstream's configuration is one frozen `ClientConfig` (built from
+Settings in one place); `RemoteOptions` is its former name, kept for callers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Any
 
-from .api import DEFAULT_BASE_URL, ClientConfig, IOIntelligenceClient
+from .api import ClientConfig
 from .catalog import Catalog, default_catalog
 from .embedding import Embedder
 from .errors import ConfigError
 
-
-@dataclass(frozen=True)
-class RemoteOptions:
-    """How to reach IO Intelligence; `api_key` is required for remote models (never in the repr)."""
-
-    api_key: str | None = field(default=None, repr=False)
-    base_url: str = DEFAULT_BASE_URL
-    concurrency: int = 4
-    timeout: float = 60.0
-    max_retries: int = 6
-    #: Seconds to keep waiting on an exhausted quota (0: stop at once).
-    quota_wait: float = 0.0
-    #: First backoff ceiling in seconds when a retryable failure gives no Retry-After.
-    backoff_base: float = 0.5
-    batch_items: int | None = None
-    batch_tokens: int | None = None
-
-    def client_config(self) -> ClientConfig:
-        """The client configuration these options describe.
-
-        Raises:
-            ConfigError: a value the client refuses (bad URL, negative wait...).
-        """
-        return ClientConfig(
-            base_url=self.base_url,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            concurrency=self.concurrency,
-            quota_wait=self.quota_wait,
-            backoff_base=self.backoff_base,
-        )
-
-    def make_client(self) -> IOIntelligenceClient:
-        """A new API client (the caller closes it).
-
-        Raises:
-            ConfigError: no API key, or a bad setting.
-        """
-        if not self.api_key:
-            raise ConfigError("calling IO Intelligence needs an API key", hint="set IOINTELLIGENCE_API_KEY")
-        return IOIntelligenceClient(self.api_key, self.client_config())
+#: The former name of `ClientConfig` (one config, not two copies of it).
+RemoteOptions = ClientConfig
 
 
-def make_embedder(model_id: str, remote: RemoteOptions | None = None, catalog: Catalog | None = None) -> Embedder:
+def make_embedder(
+    model_id: str,
+    remote: ClientConfig | None = None,
+    catalog: Catalog | None = None,
+    *,
+    limit: int | None = None,
+    **client_options: Any,
+) -> Embedder:
     """The embedder for `model_id`.
 
+    Args:
+        remote: how to reach the upstream (remote models only).
+        catalog: where the model is described (default: the built-in catalog).
+        limit: the model's token limit, stated by the caller (for models nothing else describes).
+        client_options: passed to the API client (a shared `breaker`, `on_wait`).
+
     Raises:
-        ConfigError: unknown model, or a remote model without an API key.
+        ConfigError: unknown model or limit, or a remote model without an API key.
     """
-    model = (catalog or default_catalog()).get(model_id, kind="embedding")
+    model = (catalog or default_catalog()).resolve(model_id, "embedding", limit)
     if model.provider == "local":
         from .local import LocalEmbedder
 
         return LocalEmbedder(model)
-    options = remote or RemoteOptions()
+    options = remote or ClientConfig()
     if not options.api_key:
         raise ConfigError(
-            f"{model_id} runs on IO Intelligence and needs an API key",
+            f"{model_id} runs on {options.profile.title} and needs an API key",
             hint="set IOINTELLIGENCE_API_KEY, or use the offline model local/all-MiniLM-L6-v2",
         )
     from .remote import DEFAULT_BATCH_ITEMS, RemoteEmbedder
 
     return RemoteEmbedder(
-        options.make_client(),
+        options.make_client(**client_options),
         model,
         max_batch_items=options.batch_items or DEFAULT_BATCH_ITEMS,
         max_batch_tokens=options.batch_tokens,

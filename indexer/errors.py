@@ -12,6 +12,7 @@
     │   │   └── ContextLengthError  400: input longer than the model accepts
     │   ├── RateLimitError          429 after every retry
     │   ├── QuotaExhaustedError     the quota is used up until its refresh
+    │   ├── InvalidResponseError    a 2xx the client cannot read (bad JSON, a stream cut short)
     │   └── ServiceUnavailableError 5xx, timeouts, dropped connections after every retry
     ├── EmbeddingError              an embedder failed for another reason
     └── StoreError                  the index on disk
@@ -115,6 +116,13 @@ class RateLimitError(ApiError):
 class QuotaExhaustedError(ApiError):
     status_code = 429
     hint = "the quota refreshes every 8 or 24 hours; rerun then and indexing resumes where it stopped"
+
+
+class InvalidResponseError(ApiError):
+    """The API answered, but with something iorag cannot read (invalid JSON, a stream that never finished)."""
+
+    status_code = 502
+    hint = "the API sent an unreadable answer; try again, and report it if it persists"
 
 
 class ServiceUnavailableError(ApiError):

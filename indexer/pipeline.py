@@ -123,8 +123,11 @@ class Indexer:
         embedder: an embedder to use instead of building one from the model id.
         chunk_tokens: chunk size cap; None: min(model limit, 512).
         overlap: tokens of overlap between neighbouring chunks.
-        remote: how to reach IO Intelligence for remote models.
+        remote: how to reach the upstream API for remote models.
         progress: called as embeddings arrive.
+        embedding_limit: the model's token limit as the caller states it (a model
+            nothing else describes, or a lower limit than the known one).
+        on_wait: called with the seconds the API client waits for a rate-limit window.
         dense_backend: where the next snapshot's vectors go: `faiss` (a file in the
             snapshot) or `milvus` (a collection per snapshot; needs iorag[milvus]).
             None keeps the current snapshot's backend (FAISS for a new index).
@@ -150,8 +153,12 @@ class Indexer:
         progress: ProgressFn | None = None,
         dense_backend: str | None = None,
         milvus_uri: str | None = None,
+        embedding_limit: int | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self.directory = IndexDirectory(Path(index_dir))
+        self._embedding_limit = embedding_limit
+        self._on_wait = on_wait
         # Checked now so a bad choice fails before any work; resolved per run against the index.
         self._dense_choice = DenseTarget(dense_backend or "faiss", milvus_uri)
         self._dense_explicit = dense_backend is not None
@@ -294,12 +301,16 @@ class Indexer:
         if self._embedder is not None:
             return self._embedder.model
         model_id = self._explicit_model or (current.manifest.embedding_model if current else self._default_model)
-        return self.catalog.get(model_id, kind="embedding")
+        return self.catalog.resolve(model_id, "embedding", self._embedding_limit)
 
     def _chunking(self, model: ModelInfo) -> ChunkingConfig:
         limit = model.embedding_limit
         if limit is None:
             raise ConfigError(f"{model.id} has no known token limit")
+        if model.document_overhead:
+            # The document template (e.g. `search_document: `) rides along with every chunk;
+            # one token more covers a merge across the seam.
+            limit -= counter_for(model).count(model.document_overhead) + 1
         size = self._chunk_tokens or min(limit, DEFAULT_CHUNK_TOKENS)
         if size > limit:
             raise ConfigError(f"--chunk-tokens {size} is over {model.id}'s limit of {limit} tokens")
@@ -446,7 +457,10 @@ class Indexer:
     def embedder_for(self, model: ModelInfo) -> Embedder:
         """The embedder this indexer uses for `model` (built once)."""
         if self._embedder is None:
-            self._embedder = make_embedder(model.id, self._remote, self.catalog)
+            options = {"on_wait": self._on_wait} if self._on_wait and model.provider == "remote" else {}
+            self._embedder = make_embedder(
+                model.id, self._remote, self.catalog, limit=self._embedding_limit, **options
+            )
         if self._embedder.model.id != model.id:
             raise ConfigError(f"the embedder is for {self._embedder.model.id}, the index needs {model.id}")
         return self._embedder

@@ -1,7 +1,9 @@
 """RemoteEmbedder: the Embedder protocol over the IO Intelligence /embeddings endpoint.
 
-Inputs are counted with the model's counter before anything is sent: an input
-over the model's limit is refused (that is a chunker bug), and nothing relies
+Documents are wrapped in the model's document template (nomic-embed-text:
+`search_document: `), queries in its query template. Inputs are counted, template
+included, with the model's counter before anything is sent: an input over the
+model's limit is refused (that is a chunker bug), and nothing relies
 on server-side truncation (`truncate_prompt_tokens` is never sent). Where the
 counter is an estimate (bge-multilingual-gemma2: cl100k x 1.15), the server
 may still count more and answer 400; the embedder then bisects the batch to
@@ -161,7 +163,7 @@ class RemoteEmbedder:
                 or one the server refuses even after splitting.
             ApiError: the API failed (after the client's retries).
         """
-        texts = list(texts)
+        texts = [self.model.format_document(text) for text in texts]
         self.stats.batches += 1
         if not texts:
             return np.zeros((0, self.dims or 0), dtype=np.float32)

@@ -84,9 +84,23 @@ def _progress_bar(total_hint: str) -> tuple[Any, Any]:
         if bar.total != total:
             bar.total = total
         bar.n = done
+        bar.set_postfix_str("", refresh=False)  # a wait for the rate-limit window is over
         bar.refresh()
 
     return bar, update
+
+
+def _window_notice(bar: Any) -> Any:
+    """Says on the progress line (or, without one, on stderr) that indexing waits for the API's window."""
+
+    def on_wait(seconds: float) -> None:
+        text = f"waiting {seconds:.1f} s for the API's rate-limit window"
+        if bar.disable:
+            click.echo(f"iorag: {text}", err=True)
+        else:
+            bar.set_postfix_str(text)
+
+    return on_wait
 
 
 def _report_json(report: IndexReport) -> dict[str, Any]:
@@ -104,6 +118,10 @@ def _report_json(report: IndexReport) -> dict[str, Any]:
 @click.option("--overlap", type=click.IntRange(min=0), help="Tokens shared by neighbouring chunks (default 0).")
 @click.option("--dry-run", is_flag=True, help="Count documents, chunks, tokens and requests; send nothing.")
 @click.option(
+    "--embedding-limit", type=click.IntRange(min=16),
+    help="Token limit of the embedding model, for one iorag has no figures for [env IORAG_EMBEDDING_LIMIT].",
+)
+@click.option(
     "--vector-backend", type=click.Choice(["faiss", "milvus"]),
     help="Where vectors go: faiss (default) or milvus [env IORAG_VECTOR_BACKEND; URI: IORAG_MILVUS_URI].",
 )
@@ -115,16 +133,17 @@ def index(
     chunk_tokens: int | None,
     overlap: int | None,
     dry_run: bool,
+    embedding_limit: int | None,
     vector_backend: str | None,
     as_json: bool,
 ) -> None:
     """Index files, directories (recursive) or globs: .txt .md .html .jsonl .csv .pdf .docx .pptx .xlsx .epub."""
     settings = settings_from(
         index_dir=index_dir, embedding_model=embedding_model, chunk_tokens=chunk_tokens, chunk_overlap=overlap,
-        vector_backend=vector_backend,
+        vector_backend=vector_backend, embedding_limit=embedding_limit,
     )
     bar, update = _progress_bar("embedding")
-    indexer = build_indexer(settings, progress=update)
+    indexer = build_indexer(settings, progress=update, on_wait=_window_notice(bar))
     try:
         report = asyncio.run(_index(indexer, list(paths), dry_run))
     finally:
@@ -152,15 +171,17 @@ async def _index(indexer: Indexer, paths: list[str], dry_run: bool) -> IndexRepo
         await indexer.aclose()
 
 
-def build_indexer(settings: Settings, progress: Any = None) -> Indexer:
+def build_indexer(settings: Settings, progress: Any = None, on_wait: Any = None) -> Indexer:
     return Indexer(
         settings.index_dir,
         embedding_model=settings.embedding_model,
         default_embedding_model=settings.default_embedding_model(),
         chunk_tokens=settings.chunk_tokens,
         overlap=settings.chunk_overlap,
-        remote=settings.remote_options(),
+        remote=settings.client_config(),
         progress=progress,
+        embedding_limit=settings.embedding_limit,
+        on_wait=on_wait,
         dense_backend=settings.vector_backend,
         milvus_uri=settings.milvus_uri,
     )
@@ -202,6 +223,10 @@ def _preview(text: str, width: int = 200) -> str:
 @click.option("--model", help="Chat model id, or `extractive` [env IORAG_CHAT_MODEL].")
 @click.option("-k", "top_k", type=click.IntRange(1, 1000), help="How many chunks to retrieve (default 8).")
 @click.option("--max-completion-tokens", type=click.IntRange(min=1), help="Cap on the answer's tokens.")
+@click.option(
+    "--context-length", type=click.IntRange(min=256),
+    help="Context length of the chat model, for one iorag has no figures for [env IORAG_CONTEXT_LENGTH].",
+)
 @json_option
 def ask(
     question: str,
@@ -209,13 +234,14 @@ def ask(
     model: str | None,
     top_k: int | None,
     max_completion_tokens: int | None,
+    context_length: int | None,
     as_json: bool,
 ) -> None:
     """Answer QUESTION from the index, with numbered sources."""
     from .locations import located_answer_json, source_label
     from .rag import RagService
 
-    settings = settings_from(index_dir=index_dir, top_k=top_k, chat_model=model)
+    settings = settings_from(index_dir=index_dir, top_k=top_k, chat_model=model, context_length=context_length)
     with RagService(settings) as service:
         answer = service.ask(question, max_completion_tokens=max_completion_tokens)
     if as_json:

@@ -14,7 +14,7 @@ from indexer.catalog import (
     EXTRACTIVE_MODEL,
     LOCAL_EMBEDDING_MODEL,
 )
-from indexer.embedders import RemoteOptions
+from indexer.api import ClientConfig, Provider, provider_for
 
 
 class Settings(BaseSettings):
@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     base_url: str = Field(
         default=DEFAULT_BASE_URL, validation_alias=AliasChoices("IOINTELLIGENCE_BASE_URL", "base_url")
     )
+    #: Upstream profile, `ionet` or `iio`; None: chosen from the base URL.
+    provider: str | None = None
+    #: Tenant id sent in the provider's tenant header (IIO: `X-IIO-Tenant`) on every upstream request.
+    tenant: str | None = Field(default=None, validation_alias=AliasChoices("IOINTELLIGENCE_TENANT", "tenant"))
+    #: Token limits the caller states for models iorag has no figures for (or lower ones).
+    context_length: int | None = Field(default=None, ge=256)
+    embedding_limit: int | None = Field(default=None, ge=16)
     index_dir: Path = Path(".iorag")
     #: None: the index's own model, else the default for the mode (remote or offline).
     embedding_model: str | None = None
@@ -79,7 +86,7 @@ class Settings(BaseSettings):
             raise ValueError("vector_backend must be faiss or milvus")
         return value
 
-    @field_validator("milvus_uri", mode="before")
+    @field_validator("milvus_uri", "tenant", "provider", mode="before")
     @classmethod
     def _empty_uri_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -91,19 +98,37 @@ class Settings(BaseSettings):
         """True when an API key is set: IO Intelligence models are the default."""
         return self.api_key is not None
 
+    @property
+    def profile(self) -> Provider:
+        """The upstream's provider profile (IORAG_PROVIDER, else from the base URL)."""
+        return provider_for(self.base_url, self.provider)
+
     def default_embedding_model(self) -> str:
-        return DEFAULT_REMOTE_EMBEDDING_MODEL if self.remote else LOCAL_EMBEDDING_MODEL
+        if not self.remote:
+            return LOCAL_EMBEDDING_MODEL
+        return self.profile.default_embedding_model or DEFAULT_REMOTE_EMBEDDING_MODEL
 
     def resolved_chat_model(self) -> str:
         if self.chat_model:
             return self.chat_model
-        return DEFAULT_REMOTE_CHAT_MODEL if self.remote else EXTRACTIVE_MODEL
+        if not self.remote:
+            return EXTRACTIVE_MODEL
+        return self.profile.default_chat_model or DEFAULT_REMOTE_CHAT_MODEL
 
-    def remote_options(self) -> RemoteOptions:
-        """How to reach IO Intelligence: the one source of every API client's configuration."""
-        return RemoteOptions(
+    def client_config(self) -> ClientConfig:
+        """How to reach the upstream API: the one place every API client's configuration is built.
+
+        Raises:
+            ConfigError: an unknown provider, or a tenant the provider cannot carry.
+        """
+        base_url = self.base_url
+        if self.provider and "base_url" not in self.model_fields_set:
+            base_url = self.profile.default_base_url  # the named provider's own URL, not io.net's
+        return ClientConfig(
             api_key=self.api_key.get_secret_value() if self.api_key else None,
-            base_url=self.base_url,
+            base_url=base_url,
+            provider=self.provider,
+            tenant=self.tenant,
             concurrency=self.concurrency,
             timeout=self.request_timeout,
             max_retries=self.max_retries,
@@ -112,6 +137,9 @@ class Settings(BaseSettings):
             batch_items=self.embed_batch_items,
             batch_tokens=self.embed_batch_tokens,
         )
+
+    #: The former name of `client_config`.
+    remote_options = client_config
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]
         # SecretStr already masks the key; keep reprs short too.

@@ -33,7 +33,7 @@ async def list_models(settings: Settings, remote: bool | None = None) -> tuple[l
 
 
 async def _merged_with_api(settings: Settings, catalog: Catalog) -> tuple[Catalog, str]:
-    client = settings.remote_options().make_client()
+    client = settings.client_config().make_client()
     try:
         return catalog.merged(await client.list_models()), ""
     except ApiError as exc:

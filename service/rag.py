@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
+from indexer.api import CircuitBreaker
 from indexer.catalog import EXTRACTIVE_MODEL, Catalog, ModelInfo, default_catalog
 from indexer.embedders import make_embedder
 from indexer.embedding import Embedder
@@ -79,6 +80,8 @@ class RagService:
         self._answerer: ChatAnswerer | None = None
         self._portal_cm: AbstractContextManager[Any] | None = None
         self._portal: Any = None
+        #: One breaker for every client of the upstream this service builds, so health can report it.
+        self.breaker = CircuitBreaker()
 
     # -- snapshot handling ------------------------------------------------------
 
@@ -121,7 +124,10 @@ class RagService:
                 hint=f"reindex with --embedding-model {wanted}, or unset IORAG_EMBEDDING_MODEL",
             )
         if self._embedder is None or self._embedder.model.id != model_id:
-            self._embedder = make_embedder(model_id, self.settings.remote_options(), self.catalog)
+            self._embedder = make_embedder(
+                model_id, self.settings.client_config(), self.catalog,
+                limit=self.settings.embedding_limit, **self._client_options(model_id),
+            )
         return self._embedder
 
     # -- reading ---------------------------------------------------------------
@@ -137,7 +143,7 @@ class RagService:
         model_id = model_id or self.settings.resolved_chat_model()
         if model_id == EXTRACTIVE_MODEL:
             return None
-        model = self.catalog.get(model_id, kind="chat")
+        model = self.catalog.resolve(model_id, "chat", self.settings.context_length)
         if not self.settings.remote:
             raise ConfigError(
                 f"{model_id} runs on IO Intelligence and needs an API key",
@@ -161,7 +167,7 @@ class RagService:
 
     def _chat(self) -> ChatAnswerer:
         if self._answerer is None:
-            self._client = self.settings.remote_options().make_client()
+            self._client = self.settings.client_config().make_client(breaker=self.breaker)
             self._answerer = ChatAnswerer(self._client)
         return self._answerer
 
@@ -286,6 +292,17 @@ class RagService:
             return [], 0
         return await asyncio.to_thread(retriever.snapshot.list_documents, offset, limit)
 
+    def _client_options(self, model_id: str) -> dict[str, Any]:
+        """Options for an API client of this service: the shared breaker (remote models only)."""
+        known = model_id in self.catalog and self.catalog.get(model_id).provider == "local"
+        return {} if known else {"breaker": self.breaker}
+
+    def upstream_state(self) -> str:
+        """`up`, `down` (the circuit breaker is open) or `off` (offline: no upstream)."""
+        if not self.settings.remote:
+            return "off"
+        return "up" if self.breaker.state == "closed" else "down"
+
     async def ahealth(self) -> dict[str, Any]:
         """Index status for `/v1/health`."""
         info: dict[str, Any] = {
@@ -325,8 +342,9 @@ class RagService:
             embedder=embedder,
             chunk_tokens=s.chunk_tokens,
             overlap=s.chunk_overlap,
-            remote=s.remote_options(),
+            remote=s.client_config(),
             catalog=self.catalog,
+            embedding_limit=s.embedding_limit,
             dense_backend=s.vector_backend,
             milvus_uri=s.milvus_uri,
         )

@@ -25,7 +25,7 @@ from .results import ClientStats
 
 log = logging.getLogger("indexer.api")
 
-FailureKind = Literal["rate_limit", "quota", "server", "timeout", "connection"]
+FailureKind = Literal["rate_limit", "quota", "server", "unavailable", "timeout", "connection"]
 
 
 class Failure(Exception):
@@ -115,7 +115,9 @@ class RetryPolicy:
         error = failure.error
         if failure.kind == "quota" or not self.reason:
             return error
-        return type(error)(f"{error} ({self.reason})", status_code=error.status_code, retry_after=error.retry_after)
+        return type(error)(
+            f"{error} ({self.reason})", status_code=error.status_code, retry_after=error.retry_after, hint=error.hint
+        )
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?")

@@ -39,6 +39,7 @@ STATUS: tuple[tuple[type[e.IoragError], int], ...] = (
     # Upstream refused our key or our request: the fault is between us and the API.
     (e.AuthenticationError, 502),
     (e.BadRequestError, 502),
+    (e.InvalidResponseError, 502),
     (e.ServiceUnavailableError, 503),
     (e.StoreError, 500),
 )

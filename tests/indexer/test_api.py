@@ -133,16 +133,18 @@ async def test_bad_key_maps_to_401_and_is_redacted_everywhere(fake: FakeServer, 
     # The fake echoed the key in its message; nothing of ours may repeat it.
     for text in (str(error), repr(error), error.user_message(), caplog.text, repr(client)):
         assert SECRET not in text
-    assert "***" in str(error)
+    assert "Incorrect API key" not in str(error)  # our words, never the upstream's
     assert len(fake.log.records) == 1  # 401 is never retried
 
 
-async def test_server_message_echoing_a_bearer_token_is_redacted() -> None:
+async def test_server_message_echoing_a_bearer_token_is_not_relayed(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     handler, _ = scripted(vllm_error(400, f"bad header Authorization: Bearer {SECRET}"))
     client, _ = mock_client(handler, key="another-key")
     with pytest.raises(BadRequestError) as caught:
         await client.embeddings("m", ["x"])
-    assert SECRET not in str(caught.value) and "Bearer ***" in str(caught.value)
+    assert SECRET not in str(caught.value) and "Bearer" not in str(caught.value)
+    assert SECRET not in caplog.text and "Bearer ***" in caplog.text  # the debug log keeps it, redacted
 
 
 # --- statuses that are never retried ------------------------------------------------------
@@ -168,15 +170,18 @@ async def test_terminal_statuses_are_mapped_and_not_retried(
     assert len(seen) == 1 and sleep.waits == []
     assert caught.value.status_code == status
     assert hint_word in caught.value.hint
-    assert f"refused with {status}" in str(caught.value)
+    assert f"({status})" in str(caught.value)
+    assert f"refused with {status}" not in str(caught.value)  # the upstream's words stay out
 
 
-async def test_fastapi_validation_detail_becomes_the_message() -> None:
+async def test_fastapi_validation_detail_is_logged_not_relayed(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     body = {"detail": [{"loc": ["body", "input"], "msg": "field required", "type": "missing"}]}
     handler, _ = scripted(httpx.Response(422, json=body))
     client, _ = mock_client(handler)
-    with pytest.raises(BadRequestError, match="input: field required"):
+    with pytest.raises(BadRequestError, match=r"refused the request \(422\)") as caught:
         await client.embeddings("m", ["x"])
+    assert "field required" not in str(caught.value) and "input: field required" in caplog.text
 
 
 async def test_fake_402_404_422_reach_the_client_unretried(fake: FakeServer) -> None:
@@ -185,7 +190,7 @@ async def test_fake_402_404_422_reach_the_client_unretried(fake: FakeServer) -> 
             await client.chat("acme/Premium-405B", [{"role": "user", "content": "hi"}], max_completion_tokens=10)
         with pytest.raises(ModelNotFoundError, match="nope/nothing"):
             await client.embeddings("nope/nothing", ["x"])
-        with pytest.raises(BadRequestError, match="dimensions") as caught:
+        with pytest.raises(BadRequestError, match="422") as caught:
             await client.embeddings(GEMMA, ["x"], dimensions=0)
         assert caught.value.status_code == 422
     assert [r.status for r in fake.log.records] == [402, 404, 422]
@@ -366,7 +371,7 @@ async def test_fake_dropped_connections_are_retried(fake: FakeServer) -> None:
 async def test_fake_dropped_connections_every_time_end_in_service_unavailable(fake: FakeServer) -> None:
     fake.reset(rate_drop=1.0)
     async with client_for(fake, max_retries=2) as client:
-        with pytest.raises(ServiceUnavailableError, match="connection failed") as caught:
+        with pytest.raises(ServiceUnavailableError, match="connection to .* failed") as caught:
             await client.embeddings(GEMMA, ["hello"])
     assert isinstance(caught.value.__cause__, httpx.TransportError)
     assert len(fake.log.records) == 3

@@ -15,8 +15,10 @@ router = APIRouter(prefix="/v1", tags=["status"])
 
 @router.get("/health")
 async def health(service: ServiceDep) -> dict[str, Any]:
-    """Index status: documents, chunks, embedding model, snapshot."""
-    return await service.ahealth()
+    """Index status: documents, chunks, embedding model, snapshot; `upstream`: up, down or off."""
+    info = await service.ahealth()
+    info["upstream"] = service.upstream_state()
+    return info
 
 
 @router.get("/models", response_model=ModelsResponse)
