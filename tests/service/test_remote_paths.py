@@ -427,15 +427,18 @@ def test_http_wrong_key_is_a_502_naming_the_setting(fake: FakeServer, remote_ind
     assert {r.status for r in fake.log.records} == {401}
 
 
-def test_settings_wire_quota_wait_and_backoff_into_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_build_the_one_client_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IOINTELLIGENCE_API_KEY", KEY)
     monkeypatch.setenv("IORAG_QUOTA_WAIT", "90")
     monkeypatch.setenv("IORAG_BACKOFF_BASE", "0.25")
-    options = Settings().remote_options()
-    config = options.client_config()
-    assert (config.quota_wait, config.backoff_base) == (90.0, 0.25)
-    assert options.api_key == KEY
-    assert_no_secret(repr(options), repr(Settings()), repr(options.make_client()))
+    monkeypatch.setenv("IORAG_EMBED_BATCH_ITEMS", "16")
+    config = Settings().client_config()
+    assert (config.quota_wait, config.backoff_base, config.batch_items) == (90.0, 0.25, 16)
+    assert config.api_key == KEY and config.profile.name == "ionet"
+    assert Settings().remote_options() == config  # the former name gives the same, single object
+    client = config.make_client()
+    assert client.config is config
+    assert_no_secret(repr(config), repr(Settings()), repr(client))
 
 
 def test_http_waits_out_a_quota_refresh_within_quota_wait(fake: FakeServer, remote_index: Indexed) -> None:
