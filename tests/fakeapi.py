@@ -33,6 +33,21 @@ What it reproduces (see FakeConfig for the knobs):
   newer shape (`context_window`/`max_tokens` at top level or under
   `metadata`), paginated by `next` link, `has_more` cursor or `page` number.
 
+Profiles (`FakeConfig(profile=...)`): "ionet" (the above, under `/api/v1`) or
+"iio", the IIO AI Platform (under `/v1`, `iio_config()` builds one): its four
+models, a tier (`tier_models`: others get 422 `invalid_model`), error bodies
+`{"error": {"code", "message"}}` (401 `auth_required`, 403 `tier_exceeded`
+once `monthly_limit` requests were served, 429 `rate_limited` with
+Retry-After, 503 `cell_unavailable`), chat that takes `max_tokens` (it refuses
+`max_completion_tokens`), and `GET /v1/health`. Rate-limit windows
+(`rate_limit` requests per `rate_window` seconds, scaled down in tests) put
+`X-RateLimit-Limit/-Remaining/-Reset` on every answer (io.net profile:
+the lower-case `x-ratelimit-*-requests` names); a request over the window
+gets 429. `echo_key` makes error answers leak the caller's key in a header
+and 5xx answers HTML pages with a traceback holding it (clients must never
+relay them); faults "500html", "badjson" (a 200 that is not JSON) and
+"cutstream" (a chat stream that stops before finishing) test the same.
+
 Every call is logged (`server.log`), with the hash of each embedded text, so
 tests and the benchmark can check exactly-once delivery.
 
@@ -49,6 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import hashlib
 import json
 import logging
@@ -73,7 +89,14 @@ from indexer.tokens import load_cl100k, load_wordpiece
 
 GEMMA = "BAAI/bge-multilingual-gemma2"
 MXBAI = "mixedbread-ai/mxbai-embed-large-v1"
+NOMIC = "nomic-embed-text"
+QWEN3_EMBED = "qwen3-embedding:8b"
+QWEN_7B = "qwen2.5:7b"
+QWEN_72B = "qwen2.5:72b"
 API_PREFIX = "/api/v1"
+IIO_PREFIX = "/v1"
+#: Models counted with BERT's uncased WordPiece.
+WORDPIECE_MODELS = (MXBAI, NOMIC)
 
 
 @dataclass(frozen=True)
@@ -100,7 +123,23 @@ DEFAULT_MODELS: tuple[FakeModel, ...] = (
     FakeModel("acme/Small-Chat-8K", "chat", 8_192, 2_048, advertise="top"),
 )
 
-Fault = int | str  # 429, "429+retry", 503, "drop", "timeout", 200 (no fault)
+IIO_MODELS: tuple[FakeModel, ...] = (
+    FakeModel(NOMIC, "embedding", 8_192, dims=768),
+    FakeModel(QWEN3_EMBED, "embedding", 32_768, dims=4_096),
+    FakeModel(QWEN_7B, "chat", 32_768, 8_192),
+    FakeModel(QWEN_72B, "chat", 32_768, 8_192),
+)
+
+#: Status -> the IIO AI Platform's error code.
+IIO_CODES = {
+    400: "bad_request", 401: "auth_required", 403: "tier_exceeded", 404: "not_found", 422: "invalid_model",
+    429: "rate_limited", 500: "internal_error", 503: "cell_unavailable", 504: "gateway_timeout",
+}
+
+#: The Authorization header of the request being handled (for `echo_key`).
+_PRESENTED: contextvars.ContextVar[str] = contextvars.ContextVar("presented", default="")
+
+Fault = int | str  # 429, "429+retry", 503, "drop", "timeout", "500html", "badjson", "cutstream", 200 (no fault)
 
 
 @dataclass
@@ -148,6 +187,33 @@ class FakeConfig:
     models: dict[str, FakeModel] = field(default_factory=lambda: {m.id: m for m in DEFAULT_MODELS})
     #: A chat whose last message contains KEY is answered with VALUE (e.g. a follow-up's rewrite).
     replies: dict[str, str] = field(default_factory=dict)
+    #: "ionet" (IO Intelligence) or "iio" (the IIO AI Platform); see the module docstring.
+    profile: Literal["ionet", "iio"] = "ionet"
+    #: Requests allowed per window of `rate_window` seconds (None: no window, no headers).
+    rate_limit: int | None = None
+    rate_window: float = 60.0
+    #: Requests served before 403 tier_exceeded (iio); `month_reset` seconds until the reset.
+    monthly_limit: int | None = None
+    month_reset: float = 86_400.0
+    #: Models the key's tier may use (iio; None: all).
+    tier_models: frozenset[str] | None = None
+    #: Every error answer leaks the caller's Authorization header (a header, the body, HTML pages).
+    echo_key: bool = False
+
+
+def iio_config(**changes: Any) -> FakeConfig:
+    """A fake IIO AI Platform: its models, the Free tier (10 requests/min, no qwen2.5:72b)."""
+    settings: dict[str, Any] = {
+        "profile": "iio",
+        "models": {m.id: m for m in IIO_MODELS},
+        "forced_status": {},
+        "embedding_token_ratio": {},
+        "rate_limit": 10,
+        "tier_models": frozenset({NOMIC, QWEN3_EMBED, QWEN_7B}),
+        "api_key": "iio-dev-test-key",
+    }
+    settings.update(changes)
+    return FakeConfig(**settings)
 
 
 @dataclass(frozen=True)
@@ -221,8 +287,8 @@ _DIGITS = re.compile(r"\d")
 
 
 def count_embedding_tokens(model: str, text: str, ratio: float = 1.0) -> int:
-    """The fake's own count: WordPiece for mxbai; else cl100k with each digit a token, times `ratio`, plus BOS/EOS."""
-    if model == MXBAI:
+    """The fake's own count: WordPiece for mxbai and nomic; else cl100k with each digit a token, times `ratio`, plus BOS/EOS."""
+    if model in WORDPIECE_MODELS:
         return len(load_wordpiece().encode(text).ids)
     digits = len(_DIGITS.findall(text))
     base = len(load_cl100k().encode_ordinary(_DIGITS.sub("", text))) + digits
@@ -275,20 +341,39 @@ class FakeApi:
         self._quota_lock = threading.RLock()
         #: Bumped by reset(): a call still running from before (a stall) is not logged after it.
         self.generation = 0
-        self.app = Starlette(
-            routes=[
-                Route(f"{API_PREFIX}/embeddings", self.embeddings, methods=["POST"]),
-                Route(f"{API_PREFIX}/chat/completions", self.chat, methods=["POST"]),
-                Route(f"{API_PREFIX}/models", self.models, methods=["GET"]),
+        #: Rate window and monthly count (guarded by `_quota_lock`).
+        self.window_start = 0.0
+        self.window_count = 0
+        self.month_count = 0
+        self.month_exhausted_at: float | None = None
+        #: The X-IIO-Tenant header of every call handled (None where absent).
+        self.tenants: list[str | None] = []
+        routes = []
+        for prefix in (API_PREFIX, IIO_PREFIX):
+            routes += [
+                Route(f"{prefix}/embeddings", self.embeddings, methods=["POST"]),
+                Route(f"{prefix}/chat/completions", self.chat, methods=["POST"]),
+                Route(f"{prefix}/models", self.models, methods=["GET"]),
             ]
-        )
+        routes.append(Route(f"{IIO_PREFIX}/health", self.health, methods=["GET"]))
+        self.app = Starlette(routes=routes)
 
     def reset(self, config: FakeConfig) -> None:
         self.generation += 1
         self.config = config
         self.rng = random.Random(config.seed)
         self.refresh_quota()
+        self.refresh_month()
+        with self._quota_lock:
+            self.window_start, self.window_count = 0.0, 0
+        self.tenants.clear()
         self.log.clear()
+
+    def refresh_month(self) -> None:
+        """The monthly reset: the request count starts again from zero."""
+        with self._quota_lock:
+            self.month_count = 0
+            self.month_exhausted_at = None
 
     def refresh_quota(self, model: str | None = None) -> None:
         """What the API's quota refresh does: the tokens used start again from zero.
@@ -306,7 +391,23 @@ class FakeApi:
 
     # -- shared steps ------------------------------------------------------------
 
-    def error(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    def error(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> Response:
+        presented = _PRESENTED.get()
+        if self.config.echo_key:
+            headers = {**(headers or {}), "x-debug-authorization": presented}
+            if status >= 500:
+                page = (
+                    f"<html><head><title>{status} Internal Server Error</title></head><body><h1>{message}</h1>"
+                    f"<pre>Traceback (most recent call last):\n  File \"gateway.py\", line 88, in forward\n"
+                    f"    upstream.send(headers={{'Authorization': '{presented}'}})\nRuntimeError: {message}</pre>"
+                    "</body></html>"
+                )
+                return Response(page, status_code=status, media_type="text/html", headers=headers)
+            message = f"{message} (you sent {presented})"
+        if self.config.profile == "iio":
+            code = IIO_CODES.get(status, "error")
+            return JSONResponse({"error": {"code": code, "message": message, "status": status}}, status_code=status,
+                                headers=headers)
         if self.config.error_style == "openai":
             body: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": status}}
         else:
@@ -325,6 +426,7 @@ class FakeApi:
             token = auth.removeprefix("Bearer ").strip()
             response = self.error(401, f"Incorrect API key provided: {token}", "AuthenticationError")
             raise _Stop(response, RequestRecord(endpoint, None, 401, at=time.time()))
+        self.count_request(request, endpoint)
         if endpoint not in cfg.fault_endpoints:
             return
         fault = self.pick_fault()
@@ -337,6 +439,13 @@ class FakeApi:
         if fault in (503, "503", 500, 502, 504):
             status = int(fault)
             raise _Stop(self.error(status, "Service temporarily unavailable", "ServiceUnavailable"), replace(record, status=status))
+        if fault == "500html":
+            raise _Stop(self.error(500, "Internal Server Error", "InternalError"), replace(record, status=500))
+        if fault == "badjson":
+            broken = Response('{"object": "list", "data": [{"embedding": [0.1, ', media_type="application/json")
+            raise _Stop(broken, replace(record, status=200, fault="badjson"))
+        if fault == "cutstream":
+            raise _Stop(StreamingResponse(_cut_stream(), media_type="text/event-stream"), replace(record, status=200))
         if fault == "drop":
             raise _Stop(_DropConnection(), replace(record, status="drop"))
         if fault == "timeout":
@@ -345,6 +454,52 @@ class FakeApi:
                 await asyncio.sleep(0.02)
             raise _Stop(self.error(504, "Gateway timeout", "GatewayTimeout"), replace(record, status=504, fault="timeout"))
         raise AssertionError(f"unknown fault {fault!r}")
+
+    def count_request(self, request: Request, endpoint: str) -> None:
+        """The monthly limit (iio: 403 tier_exceeded) and the rate window (429); raises _Stop when over."""
+        cfg = self.config
+        with self._quota_lock:
+            now = time.time()
+            if cfg.monthly_limit is not None and self.month_count >= cfg.monthly_limit:
+                exhausted = self.month_exhausted_at = self.month_exhausted_at or now
+                left = max(0.0, cfg.month_reset - (now - exhausted))
+                response = self.error(403, "Monthly request limit reached for your tier; wait for the reset",
+                                      "tier_exceeded", {"retry-after": f"{math.ceil(left)}"})
+                raise _Stop(response, RequestRecord(endpoint, None, 403, fault="tier_exceeded", at=now))
+            if cfg.rate_limit is not None:
+                if now - self.window_start >= cfg.rate_window:
+                    self.window_start, self.window_count = now, 0
+                if self.window_count >= cfg.rate_limit:
+                    wait = self.window_start + cfg.rate_window - now
+                    response = self.error(429, "Rate limit exceeded", "rate_limited", {"retry-after": f"{wait:.3f}"})
+                    raise _Stop(response, RequestRecord(endpoint, None, 429, fault="window", at=now))
+                self.window_count += 1
+            self.month_count += 1
+
+    def rate_headers(self) -> dict[str, str]:
+        """The window's state as the profile's headers (none without a window)."""
+        cfg = self.config
+        if cfg.rate_limit is None:
+            return {}
+        with self._quota_lock:
+            remaining = max(0, cfg.rate_limit - self.window_count)
+            reset = max(0.0, self.window_start + cfg.rate_window - time.time())
+        if cfg.profile == "iio":
+            names = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+        else:
+            names = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
+        return dict(zip(names, (str(cfg.rate_limit), str(remaining), f"{reset:.3f}")))
+
+    async def health(self, request: Request) -> Response:
+        """GET /v1/health: the platform's cells and models (cells down while 503s are scripted)."""
+        down = any(f in (503, "503") for f in self.config.script)
+        self.log.add(RequestRecord("health", None, 200, at=time.time()))
+        return JSONResponse({
+            "status": "degraded" if down else "ok",
+            "cells": [{"id": "cell-1", "status": "down" if down else "up"}],
+            "models": sorted(self.config.models),
+            "latency_ms": 12,
+        })
 
     def pick_fault(self) -> Fault:
         cfg = self.config
@@ -365,6 +520,11 @@ class FakeApi:
         return ""
 
     def check_model(self, endpoint: str, model: str, kind: str) -> FakeModel:
+        tier = self.config.tier_models
+        if self.config.profile == "iio" and (model not in self.config.models or (tier is not None and model not in tier)):
+            response = self.error(422, f"Model '{model}' is not available on your tier. Use GET /v1/models.",
+                                  "invalid_model")
+            raise _Stop(response, RequestRecord(endpoint, model, 422, at=time.time()))
         forced = self.config.forced_status.get(model)
         if forced:
             messages = {
@@ -413,7 +573,10 @@ class FakeApi:
         return body
 
     def invalid(self, endpoint: str, model: str | None, keys: list[str], where: str, message: str) -> _Stop:
-        """422 in FastAPI's validation shape."""
+        """422 in FastAPI's validation shape (iio: 400 bad_request)."""
+        if self.config.profile == "iio":
+            response = self.error(400, f"{where}: {message}", "bad_request")
+            return _Stop(response, RequestRecord(endpoint, model, 400, body_keys=tuple(keys), at=time.time()))
         body = {"detail": [{"type": "value_error", "loc": ["body", where], "msg": message, "input": None}]}
         return _Stop(JSONResponse(body, status_code=422), RequestRecord(endpoint, model, 422, body_keys=tuple(keys), at=time.time()))
 
@@ -428,6 +591,8 @@ class FakeApi:
             # Gone before the request was complete: nothing arrived. The answer goes nowhere
             # (uvicorn drops sends after a disconnect); it only keeps Starlette from logging.
             return Response(status_code=499)
+        _PRESENTED.set(request.headers.get("authorization", ""))
+        self.tenants.append(request.headers.get("x-iio-tenant"))
         try:
             await self.prelude(request, endpoint)
             response, record = await work(request)
@@ -435,6 +600,8 @@ class FakeApi:
             response, record = stop.response, stop.record
         if generation == self.generation:
             self.log.add(record)
+        if not isinstance(response, _DropConnection):
+            response.headers.update(self.rate_headers())
         return response
 
     # -- endpoints ----------------------------------------------------------------
@@ -512,6 +679,8 @@ class FakeApi:
             isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages
         ):
             raise self.invalid("chat", model, keys, "messages", "a non-empty list of {role, content}")
+        if self.config.profile == "iio" and "max_completion_tokens" in body:
+            raise self.invalid("chat", model, keys, "max_completion_tokens", "unknown field; this API takes max_tokens")
         budget = body.get("max_completion_tokens", body.get("max_tokens"))
         if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
             raise self.invalid("chat", model, keys, "max_completion_tokens", "must be a positive integer")
@@ -674,6 +843,13 @@ async def _sse_events(
     yield "data: [DONE]\n\n"
 
 
+async def _cut_stream() -> Any:
+    """A stream that stops after one content delta: no finish_reason, no [DONE]."""
+    body = {"id": "chatcmpl-cut", "object": "chat.completion.chunk", "created": int(time.time()), "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "Half an ans"}, "finish_reason": None}]}
+    yield f"data: {json.dumps(body)}\n\n"
+
+
 class _QuietDrops(logging.Filter):
     """Hides uvicorn's error record for a deliberately dropped connection."""
 
@@ -706,7 +882,12 @@ class FakeServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+        prefix = IIO_PREFIX if self.config.profile == "iio" else API_PREFIX
+        return f"http://127.0.0.1:{self.port}{prefix}"
+
+    def refresh_month(self) -> None:
+        """The monthly reset, now (iio): requests served start again from zero. The log stays."""
+        self.api.refresh_month()
 
     def reset(self, config: FakeConfig | None = None, **changes: Any) -> FakeConfig:
         """A fresh config (with `changes`), an empty log and quota counters."""
@@ -763,6 +944,11 @@ __all__ = [
     "FakeModel",
     "FakeServer",
     "GEMMA",
+    "IIO_MODELS",
+    "NOMIC",
+    "QWEN3_EMBED",
+    "QWEN_72B",
+    "QWEN_7B",
     "MXBAI",
     "RequestLog",
     "RequestRecord",
@@ -770,6 +956,7 @@ __all__ = [
     "count_chat_tokens",
     "count_embedding_tokens",
     "fake_vector",
+    "iio_config",
     "serve",
     "source_numbers",
     "text_hash",
