@@ -32,13 +32,24 @@ from indexer.errors import (
     BadRequestError,
     ConfigError,
     ContextLengthError,
+    InvalidResponseError,
     ModelNotFoundError,
     PaymentRequiredError,
     QuotaExhaustedError,
     RateLimitError,
     ServiceUnavailableError,
 )
-from tests.fakeapi import GEMMA, MXBAI, FakeServer, count_embedding_tokens, fake_vector
+from tests.fakeapi import (
+    GEMMA,
+    MXBAI,
+    NOMIC,
+    QWEN_7B,
+    QWEN_72B,
+    FakeServer,
+    count_embedding_tokens,
+    fake_vector,
+    iio_config,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -661,3 +672,149 @@ def test_the_api_package_exports_its_names_and_alone_imports_httpx() -> None:
     for path in [*root.rglob("*.py"), *(root.parent / "service").rglob("*.py")]:
         if re.search(r"^\s*(?:import|from) httpx\b", path.read_text(encoding="utf-8"), re.M):
             assert path.parent == root / "api", f"{path} imports httpx"
+
+
+# --- the IIO AI Platform profile, and failures that never leak or repeat -------------------
+
+
+IIO_KEY = "iio-dev-test-key"
+
+
+def iio_client(fake: FakeServer, sleep: Any = None, **changes: Any) -> IOIntelligenceClient:
+    config = fast_config(fake.base_url, provider="iio", **changes)
+    return IOIntelligenceClient(IIO_KEY, config, sleep=sleep)
+
+
+@pytest.fixture
+def iio(server: FakeServer) -> FakeServer:
+    server.reset(iio_config(rate_limit=None))
+    return server
+
+
+async def test_iio_chat_sends_max_tokens_and_the_tenant_header(iio: FakeServer) -> None:
+    async with iio_client(iio, tenant="team-7") as client:
+        result = await client.chat(QWEN_7B, [{"role": "user", "content": "hi"}], max_completion_tokens=64)
+        await client.embeddings(NOMIC, ["search_document: hello"])
+    assert result.finish_reason == "stop"
+    chat = iio.log.of("chat")[0]
+    assert "max_tokens" in chat.body_keys and "max_completion_tokens" not in chat.body_keys
+    assert iio.api.tenants == ["team-7", "team-7"]
+
+
+async def test_iio_invalid_model_names_the_model_and_iorag_models(iio: FakeServer) -> None:
+    async with iio_client(iio) as client:
+        with pytest.raises(ModelNotFoundError) as caught:
+            await client.chat(QWEN_72B, [{"role": "user", "content": "hi"}], max_completion_tokens=8)
+    assert "qwen2.5:72b" in str(caught.value) and "invalid_model" in str(caught.value)
+    assert "iorag models" in caught.value.user_message()
+    assert len(iio.log.of("chat")) == 1  # never retried
+
+
+async def test_iio_tier_exceeded_is_a_quota_pause_with_its_reset_time(iio: FakeServer) -> None:
+    iio.reset(iio_config(rate_limit=None, monthly_limit=1, month_reset=7_200))
+    async with iio_client(iio) as client:
+        await client.embeddings(NOMIC, ["one"])
+        with pytest.raises(QuotaExhaustedError) as caught:
+            await client.embeddings(NOMIC, ["two"])
+    message = caught.value.user_message()
+    assert "monthly request limit" in message and "resets in 2.0 h" in message and "rerun" in message
+    assert caught.value.retry_after == pytest.approx(7_200, abs=2)
+
+
+async def test_iio_cell_unavailable_waits_30_s_and_consults_health(iio: FakeServer) -> None:
+    iio.reset(iio_config(rate_limit=None, script=[503]))
+    sleep = Recorder()
+    async with iio_client(iio, sleep=sleep) as client:
+        await client.embeddings(NOMIC, ["x"])
+    assert sleep.waits == [30.0]
+    assert [r.endpoint for r in iio.log.records] == ["embeddings", "health", "embeddings"]
+    assert [r.status for r in iio.log.of("embeddings")] == [503, 200]
+
+
+async def test_iio_cell_unavailable_past_the_budget_says_what_health_said(iio: FakeServer) -> None:
+    iio.reset(iio_config(rate_limit=None, script=[503, 503]))
+    sleep = Recorder()
+    async with iio_client(iio, sleep=sleep, total_retry_budget=40.0) as client:
+        with pytest.raises(ServiceUnavailableError) as caught:
+            await client.embeddings(NOMIC, ["x"])
+    assert "cell_unavailable" in str(caught.value) and "health status degraded" in str(caught.value)
+    assert sleep.waits == [30.0]  # a second 30 s wait would overrun the 40 s budget
+
+
+async def test_pacing_keeps_a_10_per_window_limit_without_a_429(iio: FakeServer) -> None:
+    iio.reset(iio_config(rate_limit=10, rate_window=0.5))
+    waits: list[float] = []
+    config = fast_config(iio.base_url, provider="iio")
+    async with IOIntelligenceClient(IIO_KEY, config, on_wait=waits.append) as client:
+        await asyncio.gather(*(client.embeddings(NOMIC, [f"text {i}"]) for i in range(35)))
+    statuses = [r.status for r in iio.log.of("embeddings")]
+    assert statuses.count(200) == 35 and 429 not in statuses
+    assert len(waits) >= 3  # 35 requests at 10 a window: it waited for three windows at least
+
+
+async def test_io_net_lower_case_rate_headers_pace_too(fake: FakeServer) -> None:
+    fake.reset(rate_limit=5, rate_window=0.5)
+    async with client_for(fake) as client:
+        await asyncio.gather(*(client.embeddings(GEMMA, [f"text {i}"]) for i in range(12)))
+        assert client.window.waits >= 2
+    assert 429 not in [r.status for r in fake.log.records]
+
+
+async def test_an_invalid_json_200_is_an_invalid_response(fake: FakeServer) -> None:
+    fake.reset(script=["badjson"])
+    async with client_for(fake) as client:
+        with pytest.raises(InvalidResponseError, match="not valid JSON"):
+            await client.embeddings(GEMMA, ["x"])
+    assert InvalidResponseError.status_code == 502
+
+
+async def test_a_stream_that_stops_unfinished_is_an_error_not_an_answer(fake: FakeServer) -> None:
+    fake.reset(script=["cutstream"])
+    pieces: list[str] = []
+    async with client_for(fake) as client:
+        with pytest.raises(InvalidResponseError, match="ended before the answer was finished"):
+            async for delta in client.chat_stream(LLAMA, [{"role": "user", "content": "hi"}], max_completion_tokens=8):
+                pieces.append(delta.content)
+    assert pieces == ["Half an ans"]
+
+
+async def test_a_chat_cut_after_sending_is_not_sent_again(fake: FakeServer) -> None:
+    fake.reset(script=["drop", "drop"])
+    async with client_for(fake) as client:
+        with pytest.raises(ServiceUnavailableError, match="not sent again") as caught:
+            await client.chat(LLAMA, [{"role": "user", "content": "hi"}], max_completion_tokens=8)
+    assert "127.0.0.1" in str(caught.value)
+    assert len(fake.log.of("chat")) == 1  # received (and maybe billed) once, never twice
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_refused_connection_fails_at_once_naming_the_host() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/api/v1"
+    sleep = Recorder()
+    client = IOIntelligenceClient(KEY, fast_config(url, breaker_threshold=2), sleep=sleep)
+    started = time.monotonic()
+    async with client:
+        for _ in range(2):
+            with pytest.raises(ServiceUnavailableError, match=r"cannot reach 127\.0\.0\.1:\d+: connection refused"):
+                await client.embeddings(GEMMA, ["x"])
+        assert client.stats.requests == 2 and sleep.waits == []  # no retries
+        assert client.breaker.state == "open"
+        with pytest.raises(ServiceUnavailableError, match=r"127\.0\.0\.1:\d+ is down"):
+            await client.embeddings(GEMMA, ["x"])
+        assert client.stats.requests == 2  # the open circuit sent nothing
+    assert time.monotonic() - started < 2.0
+
+
+async def test_an_unknown_host_fails_at_once() -> None:
+    client = IOIntelligenceClient(KEY, fast_config("http://no-such-host.invalid/api/v1"), sleep=Recorder())
+    async with client:
+        with pytest.raises(ServiceUnavailableError, match=r"cannot reach no-such-host\.invalid: unknown host"):
+            await client.embeddings(GEMMA, ["x"])
+        assert client.stats.requests == 1
