@@ -34,6 +34,7 @@ from .breaker import CircuitBreaker
 from .config import ClientConfig
 from .errors import Secret, error_for_response, safe_excerpt
 from .limiter import AdaptiveLimiter, Outcome
+from .logfilter import install as install_log_filter
 from .pacing import OnWait, RateWindow
 from .models import model_from_record, next_page
 from .results import ChatDelta, ChatResult, ClientStats, EmbeddingResult
@@ -41,6 +42,7 @@ from .retry import Failure, RetryPolicy
 from .wire import chat_body, decode_embeddings, int_or_zero, read_events, usage_from
 
 log = logging.getLogger("indexer.api")
+install_log_filter()
 
 Sleep = Callable[[float], Awaitable[None]]
 
