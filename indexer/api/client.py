@@ -92,7 +92,7 @@ class IOIntelligenceClient:
         self.stats = ClientStats(concurrency=config.concurrency, min_concurrency=config.concurrency)
         self._limiter = AdaptiveLimiter(config.concurrency, on_change=self._on_limit_change)
         self.breaker = breaker or CircuitBreaker(config.breaker_threshold, config.breaker_cooldown)
-        self.window = RateWindow(sleep=self._sleep, on_wait=on_wait)
+        self.window = RateWindow(sleep=self._sleep, on_wait=on_wait, max_wait=config.max_retry_wait)
 
     def __repr__(self) -> str:
         return f"IOIntelligenceClient(base_url={self.config.base_url!r}, api_key=<redacted>)"

@@ -55,7 +55,11 @@ class RateWindow:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         on_wait: OnWait | None = None,
+        max_wait: float = 60.0,
     ) -> None:
+        #: A window further off than this is no burst limit but a quota: the request goes
+        #: and the API's answer (429 or 403) decides, under the quota rules.
+        self.max_wait = max_wait
         self.limit: int | None = None
         self.remaining: int | None = None
         self.window_end: float | None = None
@@ -78,6 +82,8 @@ class RateWindow:
                 if self.remaining is None or self.remaining > 0 or self.window_end is None:
                     break
                 wait = self.window_end - now + self.guard
+                if wait > self.max_wait:
+                    break
                 self.waits += 1
                 self.waited += wait
                 if self._on_wait is not None:

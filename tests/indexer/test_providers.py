@@ -164,6 +164,15 @@ async def test_io_net_lower_case_request_headers_pace_too() -> None:
     assert waits and waits[0] == pytest.approx(2.0 + RateWindow.guard)
 
 
+async def test_a_window_further_off_than_max_wait_is_left_to_the_api() -> None:
+    clock = Clock()
+    window = RateWindow(sleep=clock.sleep, clock=clock, max_wait=60.0)
+    await window.acquire()
+    window.release(headers(remaining=0, reset=8 * 3600.0))  # a daily pool, not a burst limit
+    await window.acquire()
+    assert window.waits == 0 and clock.now == 1000.0
+
+
 async def test_no_headers_no_pacing() -> None:
     clock = Clock()
     window = RateWindow(sleep=clock.sleep, clock=clock)

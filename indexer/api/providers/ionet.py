@@ -9,10 +9,15 @@ endpoint and no tenant header are documented. The model tables are in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Provider
 
+if TYPE_CHECKING:
+    from ...catalog import ModelInfo
 
-def _models():  # type: ignore[no-untyped-def]
+
+def _models() -> tuple["ModelInfo", ...]:
     from ...catalog import ionet_models
 
     return ionet_models()
