@@ -379,7 +379,9 @@ class IOIntelligenceClient:
             note = "health endpoint unreachable"
         else:
             status = report.get("status")
-            note = f"health status {status}" if isinstance(status, str) and len(status) < 40 else "health answered"
+            # Only a word from the upstream, never free text: a status like `ok` or `degraded`.
+            word = isinstance(status, str) and status.replace("_", "").replace("-", "").isalpha() and len(status) <= 20
+            note = f"health status {status}" if word else "health answered"
         log.info("%s: %s; %s", what, failure.error, safe_excerpt(note, self._key))
         error = failure.error
         failure.error = type(error)(f"{error}; {note}", status_code=error.status_code, hint=error.hint)
