@@ -134,6 +134,8 @@ class Indexer:
             Readers follow each snapshot's manifest, so switching needs no reindex.
         milvus_uri: Milvus Lite file (`.db`) or server URI (`http://host:19530`);
             None: `<index_dir>/milvus.db`.
+        milvus_token: a Milvus server's credentials (`user:password` or an API key), for
+            writing and for reading the current snapshot; never stored.
 
     Raises:
         ConfigError: an unknown backend or a Milvus URI that is neither a server nor a `.db` file.
@@ -153,10 +155,11 @@ class Indexer:
         progress: ProgressFn | None = None,
         dense_backend: str | None = None,
         milvus_uri: str | None = None,
+        milvus_token: str | None = None,
         embedding_limit: int | None = None,
         on_wait: Callable[[float], None] | None = None,
     ) -> None:
-        self.directory = IndexDirectory(Path(index_dir))
+        self.directory = IndexDirectory(Path(index_dir), milvus_token=milvus_token)
         self._embedding_limit = embedding_limit
         self._on_wait = on_wait
         # Checked now so a bad choice fails before any work; resolved per run against the index.

@@ -123,7 +123,8 @@ def _report_json(report: IndexReport) -> dict[str, Any]:
 )
 @click.option(
     "--vector-backend", type=click.Choice(["faiss", "milvus"]),
-    help="Where vectors go: faiss (default) or milvus [env IORAG_VECTOR_BACKEND; URI: IORAG_MILVUS_URI].",
+    help="Where vectors go: faiss (default) or milvus [env IORAG_VECTOR_BACKEND; "
+    "URI: IORAG_MILVUS_URI; server credentials: IORAG_MILVUS_TOKEN].",
 )
 @json_option
 def index(
@@ -184,6 +185,7 @@ def build_indexer(settings: Settings, progress: Any = None, on_wait: Any = None)
         on_wait=on_wait,
         dense_backend=settings.vector_backend,
         milvus_uri=settings.milvus_uri,
+        milvus_token=settings.milvus_secret(),
     )
 
 

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     vector_backend: str | None = None
     #: Milvus Lite file (`.db`) or server URI (`http://host:19530`); None: `<index_dir>/milvus.db`.
     milvus_uri: str | None = None
+    #: A Milvus server's credentials, `user:password` or an API key; never stored or logged.
+    milvus_token: SecretStr | None = None
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -86,7 +88,7 @@ class Settings(BaseSettings):
             raise ValueError("vector_backend must be faiss or milvus")
         return value
 
-    @field_validator("milvus_uri", "tenant", "provider", mode="before")
+    @field_validator("milvus_uri", "milvus_token", "tenant", "provider", mode="before")
     @classmethod
     def _empty_uri_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -141,6 +143,10 @@ class Settings(BaseSettings):
     #: The former name of `client_config`.
     remote_options = client_config
 
+    def milvus_secret(self) -> str | None:
+        """The Milvus token in clear, for the one call that connects with it."""
+        return self.milvus_token.get_secret_value() if self.milvus_token else None
+
     def __repr_args__(self):  # type: ignore[no-untyped-def]
-        # SecretStr already masks the key; keep reprs short too.
-        return [(k, v) for k, v in super().__repr_args__() if k != "api_key"]
+        # SecretStr already masks the keys; keep reprs short too.
+        return [(k, v) for k, v in super().__repr_args__() if k not in ("api_key", "milvus_token")]

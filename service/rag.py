@@ -66,7 +66,7 @@ class RagService:
     ) -> None:
         self.settings = settings or Settings()
         self.catalog = catalog or default_catalog()
-        self.directory = IndexDirectory(self.settings.index_dir)
+        self.directory = IndexDirectory(self.settings.index_dir, milvus_token=self.settings.milvus_secret())
         self._embedder = embedder
         self._retriever: Retriever | None = None
         self._retired: Snapshot | None = None
@@ -347,6 +347,7 @@ class RagService:
             embedding_limit=s.embedding_limit,
             dense_backend=s.vector_backend,
             milvus_uri=s.milvus_uri,
+            milvus_token=s.milvus_secret(),
         )
 
     async def aadd_documents(self, documents: Sequence[Document]) -> IndexReport:

@@ -5,10 +5,16 @@ its own Milvus collection. The manifest's `dense` entry says which, so a reader
 opens whatever the snapshot was written with and needs no setting:
 
     {"backend": "faiss"}
-    {"backend": "milvus", "uri": "milvus.db", "collection": "iorag_<snapshot id>"}
+    {"backend": "milvus", "uri": "milvus.db", "collection": "iorag_<snapshot id>",
+     "index": {"type": "FLAT"}}
+    {"backend": "milvus", "uri": "http://host:19530", "collection": "iorag_<snapshot id>",
+     "index": {"type": "HNSW", "M": 16, "efConstruction": 200, "ef": 128}}
 
 A Milvus Lite file inside the index directory is stored relative to it (the
 directory stays movable); a server URI (`http://host:19530`) is kept as given.
+Credentials never go in the manifest: a server's token is a setting
+(`IORAG_MILVUS_TOKEN`), and a URI carrying a password is refused. An entry
+without `index` (written before there was a choice) is FLAT.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ BACKENDS = ("faiss", "milvus")
 #: The Milvus Lite file used when no URI is given, relative to the index directory.
 DEFAULT_MILVUS_FILE = "milvus.db"
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+#: `scheme://user[:password]@host`: credentials inside a URI, which the manifest would keep.
+_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*@", re.IGNORECASE)
 
 
 class DenseIndex(Protocol):
@@ -67,6 +75,12 @@ class DenseTarget:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown vector backend {self.backend!r}", hint="use faiss or milvus")
+        if self.milvus_uri is not None and _USERINFO.match(self.milvus_uri):
+            # Not echoed: the URI holds a secret.
+            raise ConfigError(
+                "the Milvus URI carries credentials, which the index's manifest would keep",
+                hint="give the URI without them and the credentials in IORAG_MILVUS_TOKEN (user:password)",
+            )
         if self.milvus_uri is not None and not _SCHEME.match(self.milvus_uri):
             if not self.milvus_uri.endswith(".db"):
                 raise ConfigError(
@@ -135,4 +149,7 @@ def dense_entry(data: Mapping[str, Any], where: Path) -> dict[str, Any]:
         for key in ("uri", "collection"):
             if not isinstance(entry.get(key), str) or not entry[key]:
                 raise CorruptIndexError(f"{where}: manifest field 'dense' lacks the Milvus {key}")
+        index = entry.get("index", {"type": "FLAT"})
+        if not isinstance(index, dict) or not isinstance(index.get("type"), str):
+            raise CorruptIndexError(f"{where}: manifest field 'dense' has no Milvus index type")
     return dict(entry)

@@ -16,10 +16,17 @@ from .writer import IndexWriter
 
 
 class IndexDirectory:
-    """One index root on disk. Creates nothing until a writer opens it."""
+    """One index root on disk. Creates nothing until a writer opens it.
 
-    def __init__(self, root: Path) -> None:
+    Args:
+        root: the index directory.
+        milvus_token: credentials for a Milvus server its snapshots use (`user:password` or an
+            API key); held here, never written to disk.
+    """
+
+    def __init__(self, root: Path, *, milvus_token: str | None = None) -> None:
         self.root = Path(root)
+        self.milvus_token = milvus_token
 
     @property
     def snapshots_dir(self) -> Path:
@@ -58,7 +65,7 @@ class IndexDirectory:
             if snapshot_id is None:
                 raise IndexNotFoundError(f"no index at {self.root}")
             try:
-                return Snapshot(self.snapshots_dir / snapshot_id)
+                return Snapshot(self.snapshots_dir / snapshot_id, milvus_token=self.milvus_token)
             except CorruptIndexError as exc:
                 # A writer may have published twice since CURRENT was read and collected this
                 # snapshot; only a CURRENT that still names it means the files are really bad.

@@ -3,25 +3,43 @@
 Imported lazily (`backends.load_milvus`), so pymilvus stays an optional extra.
 Each snapshot gets its own collection, `iorag_<snapshot id>`, with an INT64
 primary key (the chunk's row id in chunks.sqlite) and a FLOAT_VECTOR field
-under a FLAT index with the IP metric: brute force, so results are exact and
-match FAISS's IndexFlatIP on the same unit vectors. The writer creates,
-fills and flushes the collection before CURRENT names the snapshot, and drops
-it when the snapshot is garbage-collected.
+under the IP metric. The writer creates, fills and flushes the collection (and
+waits for its index) before CURRENT names the snapshot, and drops it when the
+snapshot is garbage-collected.
 
 A URI is a Milvus Lite file (`.../milvus.db`, one process at a time) or a
-Milvus server (`http://host:19530`).
+Milvus server (`http://host:19530`, optionally with a token). The index type
+follows the kind (`choose_index`) and is recorded in the manifest's `dense` entry:
+
+- a server gets HNSW, approximate: the scale-out case, where a scan of every
+  vector per query is what we want to avoid;
+- a Lite file gets FLAT, exact and equal to FAISS's IndexFlatIP on the same
+  unit vectors: Lite serves one process and small indexes, and older Lite
+  releases build nothing but FLAT, IVF_FLAT and AUTOINDEX.
+
+A server may hold fewer than ~1,000 rows in a segment without building its index;
+those are searched by brute force, so small collections are exact on both kinds.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
+import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from ..errors import CorruptIndexError, StoreError
+from .backends import is_local
+
+# pymilvus logs each failed call to stderr through handlers of its own; every such failure
+# reaches the caller here as one StoreError (one line in the CLI), so its copies are muted.
+for _logger in ("pymilvus", "pymilvus.milvus_client"):
+    logging.getLogger(_logger).setLevel(logging.CRITICAL)
 
 _ID, _VECTOR = "id", "vector"
 #: Milvus caps both top-k and queries per request at 16,384.
@@ -30,73 +48,134 @@ _QUERY_BATCH = 1_024
 _GET_BATCH = 1_000
 #: Rows per insert request stay well under gRPC's 64 MiB message cap.
 _INSERT_BYTES = 16 * 1024 * 1024
+#: HNSW on a server. M 16 (links per node, ~150 bytes per vector) and efConstruction 200 are
+#: common settings within Milvus's documented ranges; `ef` is the search breadth, raised to k
+#: when k is larger (Milvus needs ef >= k). Recall@10 against exact search at ef 128, 20,000
+#: vectors of 64 dims (bench/milvus_hnsw.py): 0.999 clustered, 0.90 unclustered (uniform on the
+#: sphere, the worst case for a graph; real embeddings sit between), at ~2 ms per query.
+HNSW: Mapping[str, Any] = {"type": "HNSW", "M": 16, "efConstruction": 200, "ef": 128}
+FLAT: Mapping[str, Any] = {"type": "FLAT"}
+#: Reads skip Strong consistency's wait for the newest time tick (~200 ms per request on a
+#: server): a snapshot's collection is complete and flushed before any reader can open it, and
+#: nothing writes to it afterwards, so every level sees all of it. Writing into a collection
+#: that readers hold open would need Strong again (or a guarantee timestamp).
+_READ_CONSISTENCY = "Eventually"
+#: How long a publish waits for a server to finish building a new collection's index.
+_INDEX_WAIT_SECONDS = 600.0
+
+
+def choose_index(uri: str) -> dict[str, Any]:
+    """The index a new collection at `uri` gets: FLAT in a Lite file, HNSW on a server."""
+    return dict(FLAT if is_local(uri) else HNSW)
 
 
 @contextmanager
-def _translated(uri: str, doing: str) -> Iterator[None]:
-    """Turn pymilvus's errors into StoreError, naming the URI and the step."""
+def _translated(uri: str, doing: str, token: str | None = None) -> Iterator[None]:
+    """Turn pymilvus's errors into StoreError, naming the URI and the step (never the token)."""
     try:
         yield
-    except MilvusException as exc:
-        hint = "is Milvus running at that URI?"
-        if "://" not in uri:
+    except (MilvusException, grpc.RpcError) as exc:
+        # pymilvus lets some gRPC errors through untranslated (a refused login among them).
+        hint = "is Milvus running at that URI? A server with authentication needs IORAG_MILVUS_TOKEN"
+        if is_local(uri):
             hint = "Milvus Lite opens a file in one process at a time; stop the other one or use a Milvus server"
-        raise StoreError(f"Milvus at {uri}: cannot {doing}: {getattr(exc, 'message', exc)}", hint=hint) from exc
+        message = str(getattr(exc, "message", None) or _grpc_details(exc))
+        if token:
+            message = message.replace(token, "***")
+        raise StoreError(f"Milvus at {uri}: cannot {doing}: {message}", hint=hint) from exc
 
 
-def _client(uri: str) -> MilvusClient:
-    with _translated(uri, "connect"):
-        return MilvusClient(uri)
+def _grpc_details(exc: BaseException) -> str:
+    details = getattr(exc, "details", None)
+    return str(details() if callable(details) else exc)
 
 
-def write_collection(uri: str, name: str, vectors: np.ndarray, dims: int) -> None:
-    """Create collection `name` holding vector row i under id i + 1, flushed before returning.
+def _client(uri: str, token: str | None = None) -> MilvusClient:
+    with _translated(uri, "connect", token):
+        # A Lite file has no users; a server takes "user:password" or an API key.
+        return MilvusClient(uri, token=token) if token and not is_local(uri) else MilvusClient(uri)
+
+
+def write_collection(
+    uri: str, name: str, vectors: np.ndarray, dims: int, *, index: Mapping[str, Any] | None = None,
+    token: str | None = None,
+) -> None:
+    """Create collection `name` holding vector row i under id i + 1, flushed and indexed before returning.
+
+    Args:
+        index: from `choose_index` (as the manifest records it); None: FLAT.
+        token: a server's credentials, `user:password` or an API key.
 
     Raises:
         StoreError: Milvus refused (the collection already exists, unreachable, ...).
     """
-    client = _client(uri)
+    spec = dict(index or FLAT)
+    client = _client(uri, token)
     try:
-        with _translated(uri, f"create collection {name}"):
+        with _translated(uri, f"create collection {name}", token):
             if client.has_collection(name):
                 raise StoreError(f"Milvus at {uri}: collection {name} already exists")
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field(_ID, DataType.INT64, is_primary=True)
             schema.add_field(_VECTOR, DataType.FLOAT_VECTOR, dim=dims)
-            params = client.prepare_index_params()
-            params.add_index(field_name=_VECTOR, index_type="FLAT", metric_type="IP")
-            client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
-        with _translated(uri, f"insert into collection {name}"):
+            # Created without an index, so it is not loaded yet: see below.
+            client.create_collection(name, schema=schema, consistency_level="Strong")
+        with _translated(uri, f"insert into collection {name}", token):
             step = max(1, _INSERT_BYTES // (4 * dims))
             for start in range(0, len(vectors), step):
                 rows = vectors[start : start + step]
                 client.insert(name, [{_ID: start + i + 1, _VECTOR: row} for i, row in enumerate(rows)])
             # Sealed and persisted before CURRENT can name the snapshot.
             client.flush(name)
+        with _translated(uri, f"index collection {name}", token):
+            params = client.prepare_index_params()
+            build = {key: spec[key] for key in ("M", "efConstruction") if key in spec}
+            params.add_index(field_name=_VECTOR, index_type=spec["type"], metric_type="IP", params=build)
+            client.create_index(name, params)
+            _wait_for_index(client, name)
+            # Loaded only now, with every segment indexed: a collection loaded while it is filled
+            # keeps answering from the raw rows (a scan) until it is released, whatever was built.
+            client.load_collection(name)
     finally:
         client.close()
 
 
-def drop_collection(uri: str, name: str) -> None:
+def _wait_for_index(client: MilvusClient, name: str) -> None:
+    """Wait until the server has indexed every flushed row, so the first searches are not scans.
+
+    Unindexed rows are still searched (by brute force), so a timeout costs speed, not results.
+    """
+    deadline = time.monotonic() + _INDEX_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        info = client.describe_index(name, _VECTOR)
+        if int(info.get("pending_index_rows", 0)) == 0 and info.get("state", "Finished") == "Finished":
+            return
+        if info.get("state") == "Failed":
+            reason = info.get("index_state_fail_reason", "")
+            raise StoreError(f"Milvus could not build the index of collection {name}: {reason}")
+        time.sleep(0.2)
+
+
+def drop_collection(uri: str, name: str, token: str | None = None) -> None:
     """Drop a collection if it exists.
 
     Raises:
         StoreError: Milvus could not be reached or refused.
     """
-    client = _client(uri)
+    client = _client(uri, token)
     try:
-        with _translated(uri, f"drop collection {name}"):
+        with _translated(uri, f"drop collection {name}", token):
             if client.has_collection(name):
                 client.drop_collection(name)
     finally:
         client.close()
 
 
-def list_collections(uri: str, prefix: str) -> list[str]:
+def list_collections(uri: str, prefix: str, token: str | None = None) -> list[str]:
     """The collections at `uri` whose names start with `prefix`."""
-    client = _client(uri)
+    client = _client(uri, token)
     try:
-        with _translated(uri, "list collections"):
+        with _translated(uri, "list collections", token):
             return [n for n in client.list_collections() if n.startswith(prefix)]
     finally:
         client.close()
@@ -105,17 +184,24 @@ def list_collections(uri: str, prefix: str) -> list[str]:
 class MilvusDense:
     """One snapshot's collection, opened for search (the `DenseIndex` of the Milvus backend)."""
 
-    def __init__(self, uri: str, name: str) -> None:
+    def __init__(
+        self, uri: str, name: str, *, index: Mapping[str, Any] | None = None, token: str | None = None
+    ) -> None:
         """Connect and load the collection.
+
+        Args:
+            index: the manifest's record of the collection's index (its search breadth); None: FLAT.
+            token: a server's credentials.
 
         Raises:
             CorruptIndexError: the collection is missing or has no vector field.
             StoreError: Milvus cannot be reached.
         """
-        self.uri, self.name = uri, name
-        self._client: MilvusClient | None = _client(uri)
+        self.uri, self.name, self._token = uri, name, token
+        self.index: dict[str, Any] = dict(index or FLAT)
+        self._client: MilvusClient | None = _client(uri, token)
         try:
-            with _translated(uri, f"open collection {name}"):
+            with _translated(uri, f"open collection {name}", token):
                 if not self._client.has_collection(name):
                     raise CorruptIndexError(f"Milvus at {uri}: collection {name} is missing")
                 fields = self._client.describe_collection(name)["fields"]
@@ -134,23 +220,26 @@ class MilvusDense:
         return self._client
 
     def count(self) -> int:
-        with _translated(self.uri, f"count collection {self.name}"):
-            result = self._live().query(self.name, output_fields=["count(*)"])
+        with _translated(self.uri, f"count collection {self.name}", self._token):
+            result = self._live().query(self.name, output_fields=["count(*)"], consistency_level=_READ_CONSISTENCY)
         return int(result[0]["count(*)"])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k by inner product: (scores, ids), each (n, min(k, 16384)); id -1 pads."""
+        """Top-k by inner product (exact with FLAT): (scores, ids), each (n, min(k, 16384)); id -1 pads."""
         k = min(k, MAX_TOP_K)
+        params: dict[str, Any] = {"metric_type": "IP"}
+        if self.index["type"] == "HNSW":
+            params["params"] = {"ef": max(k, int(self.index.get("ef", HNSW["ef"])))}
         array = np.asarray(queries, dtype=np.float32)
         scores = np.zeros((len(array), k), dtype=np.float32)
         ids = np.full((len(array), k), -1, dtype=np.int64)
         client = self._live()
         for start in range(0, len(array), _QUERY_BATCH):
             batch = array[start : start + _QUERY_BATCH]
-            with _translated(self.uri, f"search collection {self.name}"):
+            with _translated(self.uri, f"search collection {self.name}", self._token):
                 hits = client.search(
-                    self.name, data=[row.tolist() for row in batch], limit=k, output_fields=[],
-                    search_params={"metric_type": "IP"},
+                    self.name, data=[row.tolist() for row in batch], limit=k, output_fields=[], search_params=params,
+                    consistency_level=_READ_CONSISTENCY,
                 )
             for offset, row in enumerate(hits):
                 for j, hit in enumerate(row):
@@ -169,8 +258,9 @@ class MilvusDense:
         client = self._live()
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), _GET_BATCH):
-            with _translated(self.uri, f"read collection {self.name}"):
-                rows = client.get(self.name, ids=unique[start : start + _GET_BATCH], output_fields=[_VECTOR])
+            with _translated(self.uri, f"read collection {self.name}", self._token):
+                rows = client.get(self.name, ids=unique[start : start + _GET_BATCH], output_fields=[_VECTOR],
+                                  consistency_level=_READ_CONSISTENCY)
             found.update((int(row[_ID]), row[_VECTOR]) for row in rows)
         missing = [key for key in keys if key not in found]
         if missing:

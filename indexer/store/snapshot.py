@@ -140,8 +140,12 @@ class Snapshot:
     Milvus collection does not, so a writer keeps the snapshot it replaced.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, milvus_token: str | None = None) -> None:
         """Open and check a snapshot directory.
+
+        Args:
+            path: the snapshot directory.
+            milvus_token: credentials for the Milvus server holding its vectors, if it needs them.
 
         Raises:
             CorruptIndexError: a file is missing, unreadable, or disagrees with the manifest.
@@ -151,6 +155,7 @@ class Snapshot:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._index: DenseIndex | None = None
+        self._milvus_token = milvus_token
         manifest_path = self.path / "manifest.json"
         try:
             data = json.loads(manifest_path.read_bytes())
@@ -210,7 +215,8 @@ class Snapshot:
         # The index root is two levels up (snapshots/<id>); a Lite file is stored relative to it.
         entry = self.manifest.dense
         uri = resolve_uri(entry["uri"], self.path.parent.parent)
-        index = load_milvus().MilvusDense(uri, entry["collection"])
+        index = load_milvus().MilvusDense(uri, entry["collection"], index=entry.get("index"),
+                                          token=self._milvus_token)
         return self._checked(index, f"Milvus collection {entry['collection']} at {uri}")
 
     def _checked(self, index: DenseIndex, where: str) -> DenseIndex:

@@ -198,6 +198,7 @@ class IndexWriter:
         if target.backend == "milvus":
             milvus = load_milvus()  # before any file is written: a missing extra is a ConfigError
             entry = {"backend": "milvus", "uri": target.stored_uri(root), "collection": collection_name(snapshot_id)}
+            entry["index"] = milvus.choose_index(resolve_uri(entry["uri"], root))
         manifest = Manifest(FORMAT, snapshot_id, embedding_model, dims, len(documents), len(ordered),
                             datetime.now(timezone.utc).isoformat(timespec="milliseconds"), extra_json, entry)
         try:
@@ -211,7 +212,8 @@ class IndexWriter:
             else:
                 # The marker goes first, so the collection of a crashed build is found and dropped.
                 write_durably(tmp / _DENSE_MARKER, json.dumps(entry).encode())
-                milvus.write_collection(resolve_uri(entry["uri"], root), entry["collection"], array, dims)
+                milvus.write_collection(resolve_uri(entry["uri"], root), entry["collection"], array, dims,
+                                        index=entry["index"], token=self.directory.milvus_token)
             _write_manifest(tmp, manifest, previous)
             fsync_path(tmp, directory=True)
             os.rename(tmp, snapshots / snapshot_id)
@@ -231,7 +233,7 @@ class IndexWriter:
 
     def _discard(self, build: Path) -> None:
         """Remove a failed build and, best effort, its Milvus collection (GC retries a failed drop)."""
-        if _drop_collection_of(build, self.directory.root):
+        if _drop_collection_of(build, self.directory.root, self.directory.milvus_token):
             remove_tree(build)
 
     def _collect_garbage(self, keep: set[str], dense: Mapping[str, Any]) -> None:
@@ -246,7 +248,7 @@ class IndexWriter:
             for entry in self.directory.snapshots_dir.iterdir():
                 unfinished = entry.name.startswith(_TMP_PREFIX)
                 if unfinished or (SNAPSHOT_ID.match(entry.name) and entry.name not in keep):
-                    if _drop_collection_of(entry, root):
+                    if _drop_collection_of(entry, root, self.directory.milvus_token):
                         remove_tree(entry)
             for entry in root.glob("CURRENT.tmp-*"):
                 entry.unlink(missing_ok=True)
@@ -256,7 +258,7 @@ class IndexWriter:
             _sweep_lite_file(root, dense["uri"], keep)
 
 
-def _drop_collection_of(snapshot_dir: Path, root: Path) -> bool:
+def _drop_collection_of(snapshot_dir: Path, root: Path, token: str | None) -> bool:
     """Drop the Milvus collection a snapshot (or an unfinished build) names; False if that failed."""
     for name in ("manifest.json", _DENSE_MARKER):
         try:
@@ -267,7 +269,7 @@ def _drop_collection_of(snapshot_dir: Path, root: Path) -> bool:
         if entry["backend"] != "milvus":
             return True
         try:
-            load_milvus().drop_collection(resolve_uri(entry["uri"], root), entry["collection"])
+            load_milvus().drop_collection(resolve_uri(entry["uri"], root), entry["collection"], token)
         except IoragError:
             return False
         return True
@@ -324,7 +326,8 @@ def _write_manifest(directory: Path, manifest: Manifest, previous: str | None) -
         "created_at": manifest.created_at,
         "previous": previous,
         "index": {"type": "IndexIDMap2(IndexFlatIP)", "metric": "inner_product", "ids": "chunks.id"}
-        if faiss_backend else {"type": "Milvus FLAT", "metric": "IP", "ids": "chunks.id"},
+        if faiss_backend else {"type": f"Milvus {manifest.dense.get('index', {}).get('type', 'FLAT')}",
+                               "metric": "IP", "ids": "chunks.id"},
         "files": {name: {"bytes": (directory / name).stat().st_size} for name in files},
         "dense": dict(manifest.dense),
         "extra": dict(manifest.extra),
