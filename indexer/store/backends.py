@@ -48,7 +48,10 @@ class DenseIndex(Protocol):
         ...
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k by inner product: (scores float32 (n, k), ids int64 (n, k)); id -1 pads."""
+        """Top-k by inner product: (scores float32 (n, k), ids int64 (n, k)); id -1 pads.
+
+        Exact for FAISS and Milvus FLAT; approximate for Milvus HNSW (the manifest says which).
+        """
         ...
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
