@@ -61,43 +61,40 @@ function clearError() { $("error").hidden = true; }
 async function refreshStatus() {
   try {
     const h = await api("/v1/health");
-    $("status").textContent = h.status === "ok"
-      ? `${h.documents} documents · ${h.chunks} chunks · ${h.chat_model}`
-      : "no index yet";
+    if (h.documents === undefined) {
+      // A server with keys tells anonymous callers only that it is up.
+      $("status").textContent = "server up · enter an API key";
+    } else {
+      $("status").textContent = h.status === "ok"
+        ? `${h.documents} documents · ${h.chunks} chunks · ${h.chat_model}`
+        : "no index yet";
+    }
   } catch (err) {
     $("status").textContent = "status unavailable";
   }
 }
 
 async function loadCollections() {
-  // GET /v1/collections exists only where collections are served; otherwise a free text field.
-  const select = $("collection-select");
-  const input = $("collection-input");
-  input.value = state.collection;
+  // Offer the server's collections (GET /v1/collections, where collections are served);
+  // any name can still be typed.
+  $("collection-input").value = state.collection;
+  const list = $("collection-list");
   try {
     const body = await api("/v1/collections");
-    select.replaceChildren();
-    const names = body.collections.map((c) => c.name);
-    if (!names.includes(state.collection)) names.unshift(state.collection);
-    for (const name of names) {
+    list.replaceChildren(...body.collections.map((c) => {
       const option = document.createElement("option");
-      option.value = option.textContent = name;
-      option.selected = name === state.collection;
-      select.append(option);
-    }
-    select.hidden = false;
-    input.hidden = true;
+      option.value = c.name;
+      return option;
+    }));
   } catch (_) {
-    select.hidden = true;
-    input.hidden = false;
+    list.replaceChildren();
   }
 }
 
 function applySettings(event) {
   event.preventDefault();
   state.key = $("api-key").value.trim();
-  const select = $("collection-select");
-  state.collection = (select.hidden ? $("collection-input").value : select.value).trim() || "default";
+  state.collection = $("collection-input").value.trim() || "default";
   sessionStorage.setItem("iorag.key", state.key);
   sessionStorage.setItem("iorag.collection", state.collection);
   clearError();
@@ -392,7 +389,6 @@ async function upload(event) {
 
 $("api-key").value = state.key;
 $("settings").addEventListener("submit", applySettings);
-$("collection-select").addEventListener("change", applySettings);
 $("ask-form").addEventListener("submit", ask);
 $("question").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) ask(event);
