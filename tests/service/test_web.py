@@ -20,6 +20,7 @@ from service.api import create_app
 from service.config import Settings
 
 from ..conftest import ROOT
+from ..documents import PAGE_7_QUESTION, pdf_bytes
 from ..serving import serve
 
 CHROMIUM = "/usr/bin/chromium"
@@ -182,3 +183,58 @@ def test_the_page_ships_in_the_package() -> None:
     text = "".join((STATIC / name).read_text() for name in ("index.html", "app.js", "style.css"))
     assert "http://" not in text and "https://" not in text and "//cdn" not in text
     assert shutil.which("chromium") or Path(CHROMIUM).exists()
+
+
+@pytest.fixture
+def own_server(index_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """A server over its own copy of the index: this test deletes and uploads documents.
+
+    A copy, because indexing anew would need an event loop of its own, and
+    Playwright's sync API already holds one on this thread.
+    """
+    own = tmp_path / "index"
+    shutil.copytree(index_dir, own)
+    with serve(create_app(Settings(index_dir=own, reload_interval=0))) as url:
+        yield url
+
+
+def test_the_page_lists_deletes_and_uploads_documents(own_server: str, browser: Browser, tmp_path: Path) -> None:
+    context = browser.new_context(base_url=own_server, viewport={"width": 1280, "height": 900})
+    offsite = Offsite(own_server)
+    context.route("**/*", offsite)
+    tab = context.new_page()
+    tab.on("dialog", lambda dialog: dialog.accept())  # the "Delete ...?" confirmation
+    try:
+        tab.goto("/")
+        rows = tab.locator("#doc-rows tr")
+        expect(rows).to_have_count(5)
+        expect(tab.locator("#doc-total")).to_have_text("(5)")
+        faq = rows.filter(has_text="faq.txt")
+        expect(faq).to_have_count(1)
+        faq.get_by_role("button", name="Delete").click()
+        expect(rows).to_have_count(4)
+        expect(rows.filter(has_text="faq.txt")).to_have_count(0)
+        expect(tab.locator("#status")).to_contain_text("4 documents")
+
+        note = tmp_path / "zebras.md"
+        note.write_text("# Zebras\n\nZebras have black and white stripes, unique to each animal.\n", encoding="utf-8")
+        handbook = tmp_path / "handbook.pdf"
+        handbook.write_bytes(pdf_bytes())
+        tab.set_input_files("#files", [str(note), str(handbook)])
+        tab.click("#upload")
+        expect(tab.locator("#upload-result")).to_contain_text("2 added")
+        expect(rows).to_have_count(6)
+        expect(rows.filter(has_text="zebras.md")).to_have_count(1)
+        expect(rows.filter(has_text="handbook.pdf")).to_have_count(1)
+
+        # The uploaded documents answer questions at once, and a PDF passage says its page.
+        ask(tab, "What do zebras have?")
+        expect(tab.locator("#sources li.cited .title").first).to_have_text("Zebras")
+        ask(tab, PAGE_7_QUESTION)
+        cited = tab.locator("#sources li.cited").first
+        expect(cited.locator(".where")).to_contain_text("handbook.pdf")
+        expect(cited.locator(".where")).to_contain_text("page 7")
+        screenshot(tab, "web-documents.png")
+    finally:
+        context.close()
+    assert offsite.blocked == []
