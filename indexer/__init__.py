@@ -28,6 +28,7 @@ from .models import Chunk, Document, ScoredChunk
 from .pipeline import Indexer, IndexReport
 from .sources import scan
 from .store import IndexDirectory, Snapshot
+from .text import lexical_text, normalize_query, sentence_spans
 from .tokens import TokenCounter, counter_for
 
 __all__ = [
@@ -61,7 +62,10 @@ __all__ = [
     "chunk_document",
     "counter_for",
     "default_catalog",
+    "lexical_text",
     "make_embedder",
+    "normalize_query",
     "plan_batches",
     "scan",
+    "sentence_spans",
 ]

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Sequence
 
 from .errors import ChunkingError, ConfigError
 from .models import Chunk, Document, Segment, embedding_text, make_chunk_id
+from .text import sentence_spans
 from .tokens import TokenCounter
 
 __all__ = ["ChunkingConfig", "chunk_document", "fits"]
@@ -29,10 +30,6 @@ _BLOCK_LINE = re.compile(r"^ {0,3}(#{1,6}(?=[ \t]|$)|`{3,}|~{3,})([^\n]*)", re.M
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 # A blank line (only spaces/tabs) and any whitespace after it ends a paragraph.
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
-# Sentence ends: . ! ? (and any closing quotes or brackets) before whitespace,
-# CJK full stops even without whitespace, and every line break. Starting with
-# a character class keeps the scan fast; the cut goes after the punctuation.
-_SENTENCE_END = re.compile(r"[.!?。！？]+[\"'”’)\]」』）]*(?=\s)|[。！？]+[\"'”’)\]」』）]*|\n")
 _WORD = re.compile(r"\S+")
 # Lone surrogates (possible in a str built from JSON escapes) break tokenizers.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -241,15 +238,6 @@ def _spans(text: str, start: int, end: int, separator: re.Pattern[str]) -> list[
     return [s for s in (_strip(text, a, b) for a, b in spans) if s is not None]
 
 
-def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Sentences of text[start:end], stripped of whitespace."""
-    cuts = [start]
-    for match in _SENTENCE_END.finditer(text, start, end):
-        cuts.append(match.start() if text[match.end() - 1] == "\n" else match.end())
-    cuts.append(end)
-    return [s for s in (_strip(text, a, b) for a, b in zip(cuts, cuts[1:])) if s is not None]
-
-
 def _strip(text: str, start: int, end: int) -> tuple[int, int] | None:
     first = _NON_SPACE.search(text, start, end)
     if first is None:
@@ -389,7 +377,7 @@ class _Cutter:
         estimate is the sum of its sentences, so it is never counted twice.
         """
         paragraphs = _spans(self.text, start, end, _PARAGRAPH_BREAK)
-        groups = [_sentences(self.text, a, b) for a, b in paragraphs]
+        groups = [sentence_spans(self.text, a, b) for a, b in paragraphs]
         counts = iter(self._count_spans([span for group in groups for span in group]))
         limit = min(self.max, header.overhead + budget)
         pieces: list[_Piece] = []

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from .models import Chunk, ScoredChunk
+from .text import lexical_text
 
 
 class LexicalIndex:
@@ -31,7 +32,7 @@ class LexicalIndex:
         self._retriever = bm25s.BM25()
         if self.chunks:
             tokens = bm25s.tokenize(
-                [f"{c.header}\n{c.text}" for c in self.chunks],
+                [lexical_text(c.header, c.text) for c in self.chunks],
                 stopwords="en",
                 stemmer=self._stemmer,
                 show_progress=False,

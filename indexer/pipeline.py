@@ -30,7 +30,7 @@ from .store.backends import DenseTarget, resolve_uri
 from .tokens import counter_for
 
 #: Bump when chunking changes in a way that changes chunk boundaries.
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2
 #: Default chunk size cap: long chunks blur retrieval and crowd prompts.
 DEFAULT_CHUNK_TOKENS = 512
 

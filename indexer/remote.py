@@ -25,6 +25,7 @@ from .api import IOIntelligenceClient
 from .catalog import ModelInfo
 from .embedding import Vectors, normalize, plan_batches
 from .errors import ConfigError, ContextLengthError, EmbeddingError
+from .text import sentence_spans
 from .tokens import counter_for
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ DEFAULT_BATCH_ITEMS = 128
 #: How many times one input may be halved again before giving up.
 MAX_SPLIT_DEPTH = 6
 
-_SENTENCE_END = re.compile(r"[.!?;:。！？]\s+|\n\s*\n")
 _SPACE = re.compile(r"\s+")
 
 
@@ -68,13 +68,13 @@ def split_near_middle(text: str) -> tuple[str, str]:
     middle = len(text) // 2
     window = len(text) // 4
 
-    def best(pattern: re.Pattern[str], reach: int) -> int | None:
-        cuts = [m.end() for m in pattern.finditer(text) if abs(m.end() - middle) <= reach and 0 < m.end() < len(text)]
-        return min(cuts, key=lambda cut: abs(cut - middle)) if cuts else None
+    def best(cuts: list[int], reach: int) -> int | None:
+        near = [cut for cut in cuts if abs(cut - middle) <= reach and 0 < cut < len(text)]
+        return min(near, key=lambda cut: abs(cut - middle)) if near else None
 
-    cut = best(_SENTENCE_END, window)
+    cut = best([start for start, _ in sentence_spans(text)], window)
     if cut is None:
-        cut = best(_SPACE, len(text))
+        cut = best([m.end() for m in _SPACE.finditer(text)], len(text))
     if cut is None:
         cut = max(1, middle) if len(text) > 1 else middle
     return text[:cut].rstrip(), text[cut:].lstrip()

@@ -310,6 +310,15 @@ def _num(value: int | None) -> str:
 @click.option("-k", "depth", type=click.IntRange(100, 5000), default=300, show_default=True, help="Chunks retrieved per query.")
 @click.option("--mode", "modes", multiple=True, type=click.Choice(["hybrid", "dense", "lexical"]), help="Modes to score (default: all three).")
 @click.option("--embedding-model", help="Embedding model id.")
+@click.option(
+    "--answers",
+    "answer_sample",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Questions whose answers are scored, where the folder has answers.jsonl (0: all).",
+)
+@click.option("--model", "answer_model", default="extractive", show_default=True, help="Chat model that answers them.")
 @json_option
 def evaluate_command(
     dataset_dir: Path,
@@ -317,53 +326,51 @@ def evaluate_command(
     depth: int,
     modes: tuple[str, ...],
     embedding_model: str | None,
+    answer_sample: int,
+    answer_model: str,
     as_json: bool,
 ) -> None:
-    """Score retrieval on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)."""
-    import time
-
-    from .evaluate import evaluate, load_dataset
-    from .rag import RagService
+    """Score retrieval (and answers) on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv[, answers.jsonl])."""
+    from .evaluate import load_dataset, run_evaluation
 
     dataset = load_dataset(dataset_dir)
     index_dir = index_dir or Path(".iorag-eval") / dataset.name
     settings = settings_from(index_dir=index_dir, embedding_model=embedding_model, reload_interval=0)
     bar, update = _progress_bar(f"indexing {dataset.name}")
-    started = time.monotonic()
+    indexer = build_indexer(settings, progress=update)
     try:
-        report = asyncio.run(_index(build_indexer(settings, progress=update), [str(dataset.corpus)], False))
+        summary = asyncio.run(
+            run_evaluation(
+                settings,
+                dataset,
+                indexer,
+                modes=list(modes) or ["hybrid", "dense", "lexical"],  # type: ignore[arg-type]
+                depth=depth,
+                answer_sample=answer_sample,
+                answer_model=answer_model,
+            )
+        )
     finally:
         bar.close()
-    index_seconds = time.monotonic() - started
-    chosen = list(modes) or ["hybrid", "dense", "lexical"]
-
-    async def run() -> dict[str, dict[str, float]]:
-        async with RagService(settings) as service:
-            return await evaluate(service, dataset, chosen, depth=depth)  # type: ignore[arg-type]
-
-    results = asyncio.run(run())
-    summary = {
-        "dataset": dataset.name,
-        "queries": len(dataset.queries),
-        "documents": report.documents,
-        "chunks": report.chunks,
-        "embedding_model": report.embedding_model,
-        "index_seconds": round(index_seconds, 1),
-        "total_seconds": round(time.monotonic() - started, 1),
-        "modes": results,
-    }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(
-        f"{dataset.name}: {summary['queries']} queries, {report.documents} documents, {report.chunks} chunks "
-        f"({report.embedding_model}); indexed in {index_seconds:.1f}s"
+        f"{dataset.name}: {summary['queries']} queries, {summary['documents']} documents, {summary['chunks']} chunks "
+        f"({summary['embedding_model']}); indexed in {summary['index_seconds']:.1f}s"
     )
     click.echo(f"{'mode':<8} {'nDCG@10':>8} {'R@10':>7} {'R@100':>7} {'MRR@10':>7} {'q/s':>7}")
-    for mode, m in results.items():
+    for mode, m in summary["modes"].items():
         click.echo(
             f"{mode:<8} {m['ndcg@10']:>8.4f} {m['recall@10']:>7.4f} {m['recall@100']:>7.4f} "
             f"{m['mrr@10']:>7.4f} {m['queries_per_second']:>7.1f}"
+        )
+    if "answers" in summary:
+        a = summary["answers"]
+        click.echo(
+            f"answers ({answer_model}, {a['questions']} questions): contains {a['contains']:.1%}, "
+            f"first sentence {a['first_sentence']:.1%}, top source {a['top_source']:.1%}, "
+            f"chars p50 {a['chars_p50']} p90 {a['chars_p90']}"
         )
 
 

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple, Sequence
 
+import Stemmer
+
 from indexer.models import ScoredChunk
+from indexer.text import sentence_spans
 
 NO_SOURCES_TEXT = "No indexed passage answers this question."
 NO_MATCH_NOTE = "No sentence in the sources matched the question closely; the top source says:"
@@ -33,27 +37,24 @@ HEADER_WEIGHT = 0.3
 LEAD_WEIGHT = 0.8
 LEAD_DECAY = 0.6
 LEAD_SENTENCES = 2
-RANK_BONUS = 0.05
+#: A sentence that opens with a pronoun ("It ranges from ...") is about what the
+#: sentence before it named: that sentence's words count this much.
+PRONOUN_WEIGHT = 0.5
+#: A sentence holding the kind of thing the question asks for (a number for "how
+#: many", a year for "when", a name for "who") that the question itself lacks.
+ANSWER_TYPE_WEIGHT = 0.15
+#: Lower-ranked sources count less: a sentence from source n scores / (1 + RANK_DECAY * (n - 1)).
+RANK_DECAY = 0.1
 #: Sentences with fewer content words than this (headings, fragments) count less.
 MIN_CONTENT_WORDS = 3
 SHORT_PENALTY = 0.6
-#: A sentence scoring below this fraction of the best one is not worth adding.
-RELATIVE_FLOOR = 0.35
+#: A further sentence joins the answer only if it scores this close to the best one.
+RELATIVE_FLOOR = 0.75
 #: Two sentences whose word sets overlap this much (Jaccard) say the same thing.
 DUPLICATE_JACCARD = 0.8
 
 _WORD = re.compile(r"\w+")
-# Candidate sentence ends: terminal punctuation with optional closing quotes or
-# brackets, followed by whitespace or the end; CJK full stops; line breaks.
-_END = re.compile(r"[.!?\u2026]+[\"'\u2019\u201d)\]]*(?=\s|$)|[\u3002\uff01\uff1f]+|\n")
-_WORD_BEFORE = re.compile(r"(\w+(?:\.\w+)*)$")
-_LIST_MARKER = re.compile(r"^\(?(?:\d{1,3}|[A-Za-z])[.)]$")
-# Lines that stand as blocks of their own: headings, list items, table rows, quotes.
-_BLOCK_LINE = re.compile(r"^(?:#{1,6}\s|[-*+>]\s|\d{1,3}[.)]\s|\|)")
 _LINE_PREFIX = re.compile(r"^(?:#{1,6}|[-*+>]|\d{1,3}[.)])\s+")
-_ABBREVIATIONS = frozenset(
-    {"e.g", "i.e", "cf", "vs", "mr", "mrs", "ms", "dr", "prof", "st", "fig", "al", "approx", "resp"}
-)
 _STOPWORDS = frozenset(
     """
     a about above after again against all also am an and any are as at be because been before
@@ -88,80 +89,8 @@ class _Candidate(NamedTuple):
     #: Words of a question sentence shortly before this one in its chunk, if any, and their weight.
     lead_terms: frozenset[str]
     lead_weight: float
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Split text into sentences, as (start, end) character offsets into `text`.
-
-    A sentence ends at `.`, `!`, `?` or `…` followed by whitespace (closing quotes
-    and brackets stay with it), at a CJK full stop, or at a line break that
-    starts or ends a block (a blank line, a heading, a list item, a table row,
-    a quote), so headings, list items and table rows are sentences of their
-    own. Other line breaks are soft wraps inside a sentence. A period
-    after a common abbreviation (`e.g.`, `Dr.`), a single-letter initial or a
-    list marker (`1.`) does not end a sentence. Spans carry no surrounding
-    whitespace and are never empty; `text[:end]` of any span is a prefix that
-    ends on a sentence boundary.
-
-    Args:
-        text: any text.
-
-    Returns:
-        The spans in order.
-    """
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for match in _END.finditer(text):
-        if match.group() == "\n":
-            if not _hard_break(text, match.start()):
-                continue
-            end = match.start()
-        else:
-            end = match.end()
-            if _keeps_going(text, start, match):
-                continue
-        _add_span(text, start, end, spans)
-        start = match.end()
-    _add_span(text, start, len(text), spans)
-    return spans
-
-
-def _hard_break(text: str, newline: int) -> bool:
-    """True when the line break at `newline` ends a block, not just a wrapped line."""
-    line_start = text.rfind("\n", 0, newline) + 1
-    next_end = text.find("\n", newline + 1)
-    line = text[line_start:newline].strip()
-    following = text[newline + 1 : len(text) if next_end < 0 else next_end].strip()
-    if not line or not following:
-        return True
-    return bool(_BLOCK_LINE.match(line) or _BLOCK_LINE.match(following))
-
-
-def _keeps_going(text: str, start: int, match: re.Match[str]) -> bool:
-    """True when a period is not the end of a sentence (abbreviation, initial, list marker)."""
-    if match.group() != ".":
-        return False
-    end = match.start()
-    # Abbreviations, initials and list markers are short: a small window suffices.
-    window = text[max(start, end - 12) : end]
-    word = _WORD_BEFORE.search(window)
-    if word is None:
-        return False
-    token = word.group(1)
-    if token.lower() in _ABBREVIATIONS:
-        return True
-    if len(token) == 1 and token.isalpha() and token.isupper():
-        return True
-    return len(token) <= 3 and bool(_LIST_MARKER.match(text[start : match.end()].strip()))
-
-
-def _add_span(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
-    piece = text[start:end]
-    stripped = piece.strip()
-    if not stripped:
-        return
-    lead = len(piece) - len(piece.lstrip())
-    spans.append((start + lead, start + lead + len(stripped)))
+    #: Words of the sentence before, when this one opens with a pronoun that points back to it.
+    prior_terms: frozenset[str]
 
 
 def extractive_answer(
@@ -169,9 +98,13 @@ def extractive_answer(
     sources: Sequence[ScoredChunk],
     *,
     max_sentences: int = 3,
-    max_chars: int = 800,
+    max_chars: int = 600,
 ) -> ExtractiveAnswer:
-    """Answer with the source sentences that best match the question, each cited `[n]`.
+    """Answer with the source sentences that best answer the question, each cited `[n]`.
+
+    The best sentence comes first; another joins only when it scores nearly as
+    well (`RELATIVE_FLOOR`) and says something else, so most answers are one or
+    two sentences.
 
     Args:
         question: the user's question.
@@ -190,35 +123,77 @@ def extractive_answer(
         return ExtractiveAnswer(text=NO_SOURCES_TEXT, cited=[])
 
     query = _terms(question)
-    scored = _score(query, candidates)
+    scored = _score(query, candidates, _answer_kind(question), _words_of(question))
     if not scored:
         first = candidates[0]
         sentence = _fit(first.text, max_chars - len(NO_MATCH_NOTE) - 8)
         return ExtractiveAnswer(text=f"{NO_MATCH_NOTE} {sentence} [{first.rank + 1}]", cited=[first.rank])
 
     chosen = _select(scored, max_sentences=max_sentences, max_chars=max_chars)
-    # Read in source order: best source first, sentences in their original order.
-    chosen.sort(key=lambda pair: (pair[1].rank, pair[1].position))
     text = " ".join(f"{sentence} [{c.rank + 1}]" for sentence, c in chosen)
     cited = list(dict.fromkeys(c.rank for _, c in chosen))
     return ExtractiveAnswer(text=text, cited=cited)
 
 
 def _terms(text: str) -> list[str]:
-    """Lowercased content words, lightly stemmed, in order."""
+    """Lowercased content words, stemmed, in order."""
     return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
+
+
+def _words_of(text: str) -> frozenset[str]:
+    return frozenset(w.casefold() for w in _WORD.findall(text))
+
+
+_STEMMER = Stemmer.Stemmer("english")
+# PyStemmer keeps state between calls: one caller at a time.
+_STEM_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
-    """Fold plurals so `indexes`/`index` and `policies`/`policy` match; nothing more."""
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith(("ches", "shes", "xes", "sses")):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
+    """Snowball (Porter 2) stem, so `refreshed`/`refreshes` and `policies`/`policy` match."""
+    with _STEM_LOCK:
+        return str(_STEMMER.stemWord(word))
+
+
+# -- what kind of answer the question wants ------------------------------------------------
+
+_NUMBER_QUESTION = re.compile(
+    r"\b(how (many|much|long|old|far|large|big|tall|high|often|fast)|what (percentage|percent|number|amount|size))\b"
+)
+_DATE_QUESTION = re.compile(r"\b(when|(what|which) (year|years|century|decade|date|month|day|time|period|era))\b")
+_NAME_QUESTION = re.compile(r"\b(who|whom|whose|where|which)\b")
+_NUMBER_WORDS = frozenset(
+    "one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty hundred "
+    "thousand million billion trillion dozen half quarter".split()
+)
+_MONTHS = frozenset(
+    "january february march april may june july august september october november december "
+    "century centuries decade".split()
+)
+_YEAR = re.compile(r"^(1\d{3}|20\d{2})s?$")
+
+
+def _answer_kind(question: str) -> str | None:
+    """`number`, `date` or `name` when the question's wording asks for one, else None."""
+    lowered = question.lower()
+    for kind, pattern in (("number", _NUMBER_QUESTION), ("date", _DATE_QUESTION), ("name", _NAME_QUESTION)):
+        if pattern.search(lowered):
+            return kind
+    return None
+
+
+def _has_kind(sentence: str, kind: str, question_words: frozenset[str]) -> bool:
+    """True when the sentence holds a word of `kind` that the question does not already say."""
+    words = _WORD.findall(sentence)
+    fresh = [w for w in words if w.casefold() not in question_words]
+    if kind == "number":
+        return any(any(ch.isdigit() for ch in w) or w.lower() in _NUMBER_WORDS for w in fresh)
+    if kind == "date":
+        return any(_YEAR.match(w) or w.lower() in _MONTHS for w in fresh)
+    # Names, places, products: a capitalised word past the first, or an identifier with digits.
+    return any((w[0].isupper() and i > 0) or (any(ch.isdigit() for ch in w) and any(ch.isalpha() for ch in w))
+               for i, w in enumerate(words) if w.casefold() not in question_words)
 
 
 def _candidates(sources: Sequence[ScoredChunk]) -> list[_Candidate]:
@@ -228,6 +203,7 @@ def _candidates(sources: Sequence[ScoredChunk]) -> list[_Candidate]:
         header_terms = frozenset(_terms(chunk.header))
         lead: frozenset[str] = frozenset()
         since_question = LEAD_SENTENCES
+        previous: frozenset[str] = frozenset()
         for position, (start, end) in enumerate(sentence_spans(chunk.text)):
             raw = chunk.text[start:end]
             if raw.rstrip().endswith(("?", "\uff1f")):
@@ -241,14 +217,23 @@ def _candidates(sources: Sequence[ScoredChunk]) -> list[_Candidate]:
                 continue  # rules such as `---` or `|---|---|`
             words = _terms(sentence)
             lead_weight = LEAD_WEIGHT * LEAD_DECAY**since_question if since_question < LEAD_SENTENCES else 0.0
+            opener = sentence.split(maxsplit=1)[0].lower().strip(",")
+            prior = previous if opener in _POINTERS else frozenset()
             out.append(
-                _Candidate(rank, position, sentence, words, frozenset(words), header_terms, lead, lead_weight)
+                _Candidate(rank, position, sentence, words, frozenset(words), header_terms, lead, lead_weight, prior)
             )
+            previous = frozenset(words)
             since_question += 1
     return out
 
 
-def _score(query: list[str], candidates: list[_Candidate]) -> list[tuple[float, _Candidate]]:
+#: Sentence openers that point back to the sentence before.
+_POINTERS = frozenset("it its this these they their those that such he she his her".split())
+
+
+def _score(
+    query: list[str], candidates: list[_Candidate], kind: str | None, question_words: frozenset[str]
+) -> list[tuple[float, _Candidate]]:
     """Candidates that share at least one word with the question, with their scores."""
     unique = list(dict.fromkeys(query))
     if not unique:
@@ -265,25 +250,28 @@ def _score(query: list[str], candidates: list[_Candidate]) -> list[tuple[float, 
     for c in candidates:
         matched = [t for t in unique if t in c.terms]
         led = [t for t in unique if c.lead_weight and t in c.lead_terms and t not in c.terms]
+        prior = [t for t in unique if t in c.prior_terms and t not in c.terms]
         if not matched and not led:
             continue
         coverage = sum(idf[t] for t in matched) / weight
         header_only = sum(idf[t] for t in unique if t in c.header_terms and t not in c.terms)
         score = coverage + HEADER_WEIGHT * header_only / weight + c.lead_weight * sum(idf[t] for t in led) / weight
+        score += PRONOUN_WEIGHT * sum(idf[t] for t in prior) / weight
         if bigrams and len(matched) > 1:
             found = bigrams.intersection(zip(c.words, c.words[1:]))
             score += BIGRAM_WEIGHT * len(found) / len(bigrams)
+        if kind and _has_kind(c.text, kind, question_words):
+            score += ANSWER_TYPE_WEIGHT
         if len(c.terms) < MIN_CONTENT_WORDS:
             score *= SHORT_PENALTY
-        score += RANK_BONUS / (c.rank + 1)
-        scored.append((score, c))
+        scored.append((score / (1 + RANK_DECAY * c.rank), c))
     return scored
 
 
 def _select(
     scored: list[tuple[float, _Candidate]], *, max_sentences: int, max_chars: int
 ) -> list[tuple[str, _Candidate]]:
-    """Best sentences first, skipping weak ones, near-duplicates and ones that overflow."""
+    """Best sentence first, then close runners-up, skipping near-duplicates and ones that overflow."""
     ordered = sorted(scored, key=lambda pair: (-pair[0], pair[1].rank, pair[1].position))
     floor = ordered[0][0] * RELATIVE_FLOOR
     chosen: list[tuple[str, _Candidate]] = []

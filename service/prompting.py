@@ -22,10 +22,10 @@ from typing import Sequence
 from indexer.catalog import ModelInfo
 from indexer.errors import ConfigError
 from indexer.models import ScoredChunk
+from indexer.text import sentence_spans
 from indexer.tokens import TokenCounter
 
 from .errors import BudgetError
-from .extractive import sentence_spans
 
 #: Tokens a chat template spends on each message besides its content (role
 #: header and end-of-turn markers: 4-5 for Llama 3 and OpenAI-style templates).

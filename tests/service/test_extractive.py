@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexer.models import Chunk, ScoredChunk
+from indexer.text import sentence_spans
 from service.citations import cited_numbers, map_citations
 from service.extractive import (
     NO_MATCH_NOTE,
     NO_SOURCES_TEXT,
     ExtractiveAnswer,
     extractive_answer,
-    sentence_spans,
 )
 
 PASSAGES = [
@@ -235,6 +235,7 @@ def test_map_citations_drops_out_of_range_numbers() -> None:
 
 def test_the_sentence_after_a_matching_question_answers_it() -> None:
     from indexer.models import Chunk, ScoredChunk
+from indexer.text import sentence_spans
 
     faq = (
         "How do I reset my password?\nOpen the account page and choose a new one.\n\n"

@@ -16,7 +16,7 @@ from indexer.errors import ConfigError
 from indexer.models import Chunk, ScoredChunk
 from indexer.tokens import TokenCounter, counter_for, counter_for_family
 from service.errors import BudgetError
-from service.extractive import sentence_spans
+from indexer.text import sentence_spans
 from service.prompting import (
     DEFAULT_SYSTEM,
     MESSAGE_OVERHEAD,
