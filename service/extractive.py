@@ -30,8 +30,8 @@ NO_SOURCES_TEXT = "No indexed passage answers this question."
 NO_MATCH_NOTE = "No sentence in the sources matched the question closely; the top source says:"
 
 # Weights of the score's parts; coverage (0..1) is the main term.
-BIGRAM_WEIGHT = 0.3
-HEADER_WEIGHT = 0.3
+BIGRAM_WEIGHT = 0.15
+HEADER_WEIGHT = 1.0
 #: Words of a question sentence just before a candidate (FAQ style) count almost as its own;
 #: the answer's second sentence still gets part of that weight.
 LEAD_WEIGHT = 0.8
@@ -44,12 +44,12 @@ PRONOUN_WEIGHT = 0.5
 #: many", a year for "when", a name for "who") that the question itself lacks.
 ANSWER_TYPE_WEIGHT = 0.15
 #: Lower-ranked sources count less: a sentence from source n scores / (1 + RANK_DECAY * (n - 1)).
-RANK_DECAY = 0.1
+RANK_DECAY = 0.2
 #: Sentences with fewer content words than this (headings, fragments) count less.
 MIN_CONTENT_WORDS = 3
 SHORT_PENALTY = 0.6
 #: A further sentence joins the answer only if it scores this close to the best one.
-RELATIVE_FLOOR = 0.75
+RELATIVE_FLOOR = 0.7
 #: Two sentences whose word sets overlap this much (Jaccard) say the same thing.
 DUPLICATE_JACCARD = 0.8
 
@@ -248,18 +248,20 @@ def _score(
 
     scored: list[tuple[float, _Candidate]] = []
     for c in candidates:
+        # Each question word counts once, by the best place it is found: the sentence itself,
+        # its headings, a question just before it (FAQ) or, for "It ...", the sentence before.
+        found = {t: 1.0 for t in unique if t in c.terms}
+        for terms, share in ((c.header_terms, HEADER_WEIGHT), (c.lead_terms, c.lead_weight), (c.prior_terms, PRONOUN_WEIGHT)):
+            for t in unique:
+                if share and t in terms and found.get(t, 0.0) < share:
+                    found[t] = share
+        if not any(t in c.terms or t in c.lead_terms or t in c.prior_terms for t in found):
+            continue  # a heading's words alone do not make a sentence an answer
+        score = sum(idf[t] * share for t, share in found.items()) / weight
         matched = [t for t in unique if t in c.terms]
-        led = [t for t in unique if c.lead_weight and t in c.lead_terms and t not in c.terms]
-        prior = [t for t in unique if t in c.prior_terms and t not in c.terms]
-        if not matched and not led:
-            continue
-        coverage = sum(idf[t] for t in matched) / weight
-        header_only = sum(idf[t] for t in unique if t in c.header_terms and t not in c.terms)
-        score = coverage + HEADER_WEIGHT * header_only / weight + c.lead_weight * sum(idf[t] for t in led) / weight
-        score += PRONOUN_WEIGHT * sum(idf[t] for t in prior) / weight
         if bigrams and len(matched) > 1:
-            found = bigrams.intersection(zip(c.words, c.words[1:]))
-            score += BIGRAM_WEIGHT * len(found) / len(bigrams)
+            pairs = bigrams.intersection(zip(c.words, c.words[1:]))
+            score += BIGRAM_WEIGHT * len(pairs) / len(bigrams)
         if kind and _has_kind(c.text, kind, question_words):
             score += ANSWER_TYPE_WEIGHT
         if len(c.terms) < MIN_CONTENT_WORDS:
