@@ -50,7 +50,7 @@ def test_ask_answers_with_sources(indexed: Path) -> None:
     assert answer["model"] == "extractive"
     assert answer["sources"] and answer["sources"][0]["doc_id"]
     assert "[1]" in answer["answer"] or "[" in answer["answer"]
-    assert "quota" in answer["answer"].lower()
+    assert "exit status 3" in answer["answer"].lower()
     assert set(answer["context"]) == {"chunks", "tokens", "dropped"}
 
 
@@ -136,6 +136,41 @@ def test_eval_scores_a_beir_folder(tmp_path: Path) -> None:
     assert summary["modes"]["lexical"]["ndcg@10"] == 1.0
     for metrics in summary["modes"].values():
         assert 0.0 <= metrics["ndcg@10"] <= 1.0 and metrics["recall@100"] == 1.0
+
+
+def test_eval_scores_answers_where_the_folder_has_them(tmp_path: Path) -> None:
+    data = tmp_path / "qa"
+    (data / "qrels").mkdir(parents=True)
+    facts = {
+        "d0": ("Volcanoes", "Lava leaves a volcano at about 1,100 degrees. Ash clouds can reach the stratosphere."),
+        "d1": ("Penguins", "Emperor penguins dive to 500 metres. They breed during the Antarctic winter."),
+        "d2": ("Bread", "Yeast makes bread rise by releasing carbon dioxide. Salt slows the yeast down."),
+    }
+    questions = {
+        "q0": ("How hot is lava when it leaves a volcano?", "d0", ["1,100 degrees"]),
+        "q1": ("How deep do emperor penguins dive?", "d1", ["500 metres", "500"]),
+        "q2": ("What gas makes bread rise?", "d2", ["Carbon dioxide"]),
+    }
+    with open(data / "corpus.jsonl", "w", encoding="utf-8") as corpus:
+        for doc_id, (title, text) in facts.items():
+            corpus.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    with open(data / "queries.jsonl", "w", encoding="utf-8") as queries, open(data / "answers.jsonl", "w") as answers:
+        for query_id, (text, _, spans) in questions.items():
+            queries.write(json.dumps({"_id": query_id, "text": text}) + "\n")
+            answers.write(json.dumps({"_id": query_id, "answers": spans}) + "\n")
+    (data / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, (_, d, _) in questions.items())
+    )
+    result = iorag("eval", str(data), "--mode", "hybrid", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    answers_metrics = json.loads(result.stdout)["answers"]
+    assert set(answers_metrics) == {"questions", "contains", "first_sentence", "top_source", "chars_p50", "chars_p90"}
+    assert answers_metrics["questions"] == 3
+    assert answers_metrics["contains"] == answers_metrics["first_sentence"] == answers_metrics["top_source"] == 1.0
+    assert 0 < answers_metrics["chars_p50"] <= answers_metrics["chars_p90"] <= 600
+    text = iorag("eval", str(data), "--mode", "lexical", "--answers", "2", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "answers (extractive, 2 questions): contains 100.0%, first sentence 100.0%" in text.stdout
 
 
 def _cached_rows(index_dir: Path) -> int:
