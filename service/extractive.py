@@ -50,6 +50,9 @@ MIN_CONTENT_WORDS = 3
 SHORT_PENALTY = 0.6
 #: A further sentence joins the answer only if it scores this close to the best one.
 RELATIVE_FLOOR = 0.7
+#: While the answer stays this short, a runner-up scoring above SHORT_FLOOR of the best may join too.
+SHORT_ANSWER_CHARS = 250
+SHORT_FLOOR = 0.5
 #: Two sentences whose word sets overlap this much (Jaccard) say the same thing.
 DUPLICATE_JACCARD = 0.8
 
@@ -275,17 +278,19 @@ def _select(
 ) -> list[tuple[str, _Candidate]]:
     """Best sentence first, then close runners-up, skipping near-duplicates and ones that overflow."""
     ordered = sorted(scored, key=lambda pair: (-pair[0], pair[1].rank, pair[1].position))
-    floor = ordered[0][0] * RELATIVE_FLOOR
+    best = ordered[0][0]
     chosen: list[tuple[str, _Candidate]] = []
     used = 0
     for score, c in ordered:
-        if len(chosen) >= max(1, max_sentences) or score < floor:
+        if len(chosen) >= max(1, max_sentences) or score < best * SHORT_FLOOR:
             break
         if any(_same(c, other) for _, other in chosen):
             continue
         cost = len(c.text) + len(f" [{c.rank + 1}]") + (1 if chosen else 0)
         if chosen and used + cost > max_chars:
             continue  # a shorter good sentence further down may still fit
+        if chosen and score < best * RELATIVE_FLOOR and used + cost > SHORT_ANSWER_CHARS:
+            continue  # a weaker runner-up is worth adding only while the answer stays short
         text = c.text if chosen else _fit(c.text, max_chars - len(f" [{c.rank + 1}]"))
         chosen.append((text, c))
         used += cost
