@@ -96,7 +96,7 @@ def adaptive(normalise: Callable[[np.ndarray], tuple[np.ndarray, float]], confid
 
 
 def _top_z(values: np.ndarray) -> float:
-    """The best score's z within its list, less what the best of that many noise draws would reach."""
+    """How many standard deviations the best score lies above the list's mean."""
     if len(values) < 2 or values.std() == 0:
         return 0.0
     z = (values[0] - values.mean()) / values.std()
@@ -135,7 +135,7 @@ FUSIONS: dict[str, Fusion] = {
     "dbsf, gap-weighted": adaptive(dbsf, _gap),
     "min-max, excess-top-z-weighted": adaptive(minmax, _excess_top_z),
     "z-score, excess-top-z-weighted": adaptive(zscore, _excess_top_z),
-    "library default": library_default,
+    "iorag default (min-max, top-z-weighted; BM25 floor 0)": library_default,
 }
 
 

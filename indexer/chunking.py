@@ -377,7 +377,7 @@ class _Cutter:
         estimate is the sum of its sentences, so it is never counted twice.
         """
         paragraphs = _spans(self.text, start, end, _PARAGRAPH_BREAK)
-        groups = [sentence_spans(self.text, a, b) for a, b in paragraphs]
+        groups = [sentence_spans(self.text, a, b, every_line=True) for a, b in paragraphs]
         counts = iter(self._count_spans([span for group in groups for span in group]))
         limit = min(self.max, header.overhead + budget)
         pieces: list[_Piece] = []

@@ -24,7 +24,9 @@ _ABBREVIATIONS = frozenset(
 )
 
 
-def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+def sentence_spans(
+    text: str, start: int = 0, end: int | None = None, *, every_line: bool = False
+) -> list[tuple[int, int]]:
     """Split `text[start:end]` into sentences, as (start, end) offsets into `text`.
 
     A sentence ends at `.`, `!`, `?` or `…` followed by whitespace (closing quotes
@@ -41,6 +43,9 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
         text: any text.
         start: where to begin (default: the start).
         end: where to stop (default: the end).
+        every_line: end a sentence at every line break, as the chunker does:
+            rows of a sheet or lines of a log are units there, and a cut at a
+            line break is never worse than one inside a line.
 
     Returns:
         The spans in order.
@@ -50,7 +55,7 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     begin = start
     for match in _END.finditer(text, start, stop):
         if match.group() == "\n":
-            if not _hard_break(text, match.start()):
+            if not every_line and not _hard_break(text, match.start()):
                 continue
             cut = match.start()
         else:

@@ -26,6 +26,8 @@ def test_soft_wrapped_lines_stay_one_sentence_but_blocks_split() -> None:
         "- another item",
         "Next paragraph",
     ]
+    # The chunker cuts at every line break: rows and log lines are units there.
+    assert [text[a:b] for a, b in sentence_spans(text, every_line=True)][:2] == ["A sentence wrapped", "over two lines."]
 
 
 @given(st.text(max_size=200), st.data())
