@@ -117,11 +117,11 @@ def normalize_query(query: str) -> str:
 
 
 def lexical_text(header: str, text: str) -> str:
-    """What the BM25 index sees for a chunk: its header twice, then its text.
+    """What the BM25 index sees for a chunk: its header (title, headings) once, then its text.
 
-    A chunk's title and headings name its topic in a few words, while its text
-    repeats terms in proportion to its length; counting the header twice gives a
-    title word about the weight a short paragraph gives a word it repeats,
-    without letting the header outweigh the text (BM25 saturates term counts).
+    Repeating the header to weigh it more was measured and lost on both shared
+    sets (BM25 nDCG@10, SciFact 0.680 once, 0.678 twice, 0.676 three times;
+    SQuAD 0.843, 0.840, 0.839): titles are already rare words, and BM25's
+    length normalisation already favours short chunks that share them.
     """
-    return f"{header}\n{header}\n{text}" if header else text
+    return f"{header}\n{text}" if header else text

@@ -47,6 +47,6 @@ def test_queries_are_folded_and_squashed() -> None:
     assert normalize_query(" \n ") == ""
 
 
-def test_the_header_counts_twice_in_bm25_input() -> None:
-    assert lexical_text("Limits > Quotas", "Pools refresh.") == "Limits > Quotas\nLimits > Quotas\nPools refresh."
+def test_bm25_sees_the_header_then_the_text() -> None:
+    assert lexical_text("Limits > Quotas", "Pools refresh.") == "Limits > Quotas\nPools refresh."
     assert lexical_text("", "Just text.") == "Just text."
