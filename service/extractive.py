@@ -43,6 +43,8 @@ PRONOUN_WEIGHT = 0.5
 #: A sentence holding the kind of thing the question asks for (a number for "how
 #: many", a year for "when", a name for "who") that the question itself lacks.
 ANSWER_TYPE_WEIGHT = 0.15
+#: A sentence holding every number or code of the question (an error code, a year, a model name).
+CODE_WEIGHT = 0.15
 #: Lower-ranked sources count less: a sentence from source n scores / (1 + RANK_DECAY * (n - 1)).
 RANK_DECAY = 0.2
 #: Sentences with fewer content words than this (headings, fragments) count less.
@@ -248,6 +250,8 @@ def _score(
         idf[term] = math.log(1.0 + (total - df + 0.5) / (df + 0.5))
     weight = sum(idf.values())
     bigrams = set(zip(query, query[1:]))
+    # Numbers and codes the question names (402, gemma2, 1901): a sentence naming them all is about them.
+    codes = {t for t in unique if any(ch.isdigit() for ch in t)}
 
     scored: list[tuple[float, _Candidate]] = []
     for c in candidates:
@@ -265,6 +269,8 @@ def _score(
         if bigrams and len(matched) > 1:
             pairs = bigrams.intersection(zip(c.words, c.words[1:]))
             score += BIGRAM_WEIGHT * len(pairs) / len(bigrams)
+        if codes and codes <= c.terms:
+            score += CODE_WEIGHT
         if kind and _has_kind(c.text, kind, question_words):
             score += ANSWER_TYPE_WEIGHT
         if len(c.terms) < MIN_CONTENT_WORDS:
