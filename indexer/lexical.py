@@ -1,82 +1,67 @@
-"""The lexical (BM25) index over chunk texts, built in memory from a snapshot's chunks.
+"""Lexical (BM25) search terms: one tokenizer for stored chunks and queries.
 
-Rebuilt on load rather than stored: bm25s indexes tens of thousands of chunks
-in about a second, and deriving it from the same snapshot as the dense index
-keeps the two consistent by construction.
+Chunks are stored in an SQLite FTS5 table of the snapshot (see `store/snapshot.py`)
+as their stemmed, stop-word-free terms; FTS5 keeps the postings and the corpus
+statistics as writes add and tombstone rows, so BM25 is never rebuilt by a reader
+and IDF is global over the whole index. Terms come from bm25s's tokenizer with
+English stop words and Snowball stemming (what iorag used before it stored BM25).
 """
 
 from __future__ import annotations
 
-import math
 import threading
-from typing import Sequence
+from typing import Protocol, Sequence
 
-import numpy as np
+from .models import Chunk
 
-from .models import Chunk, ScoredChunk
-from .text import lexical_text
+#: Lucene's defaults for BM25; FTS5's bm25() uses the same k1 and b.
+BM25_K1, BM25_B = 1.2, 0.75
 
 
-class LexicalIndex:
-    """BM25 (Lucene variant) with English stop words and Snowball stemming."""
+class LexicalSearch(Protocol):
+    """What retrieval needs from a lexical engine."""
 
-    def __init__(self, chunks: Sequence[Chunk]) -> None:
+    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(chunk row id, score) of the best `k` matches, best first; no match scores 0."""
+        ...
+
+
+class Terms:
+    """Turns text into BM25 terms; thread-safe (the stemmer keeps state between calls)."""
+
+    def __init__(self) -> None:
         import bm25s
         import Stemmer
 
         self._bm25s = bm25s
         self._stemmer = Stemmer.Stemmer("english")
-        # The stemmer keeps state between calls: one caller at a time.
         self._lock = threading.Lock()
-        self.chunks = list(chunks)
-        self._retriever = bm25s.BM25()
-        if self.chunks:
-            tokens = bm25s.tokenize(
-                [lexical_text(c.header, c.text) for c in self.chunks],
-                stopwords="en",
-                stemmer=self._stemmer,
-                show_progress=False,
-            )
-            self._retriever.index(tokens, show_progress=False)
 
-    def __len__(self) -> int:
-        return len(self.chunks)
-
-    def rarity(self, word: str) -> float:
-        """How rare `word` is among the chunks: BM25's idf of its stem, log(1 + (N - df + 0.5) / (df + 0.5)).
-
-        0.0 for a word no chunk holds (it cannot help a search here).
-        """
-        if not self.chunks:
-            return 0.0
-        with self._lock:
-            stem = self._stemmer.stemWord(word.lower())
-        column = self._retriever.vocab_dict.get(stem)
-        if column is None or not stem:
-            return 0.0
-        indptr = self._retriever.scores["indptr"]
-        df = int(indptr[column + 1] - indptr[column])
-        if df == 0:
-            return 0.0
-        n = len(self.chunks)
-        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-
-    def search(self, query: str, k: int) -> list[ScoredChunk]:
-        """Chunks that share terms with `query`, best first; chunks scoring 0 are left out."""
-        if not self.chunks or k < 1:
+    def of(self, texts: Sequence[str]) -> list[str]:
+        """Each text's terms, space-separated (what the FTS5 table stores)."""
+        if not texts:
             return []
         with self._lock:
-            terms = self._bm25s.tokenize(
-                [query], stopwords="en", stemmer=self._stemmer, show_progress=False, return_ids=False
+            tokens = self._bm25s.tokenize(
+                list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False, return_ids=False
             )
-            if not terms[0]:
-                return []
-            positions, scores = self._retriever.retrieve(
-                terms, k=min(k, len(self.chunks)), show_progress=False, n_threads=1
-            )
-        hits = []
-        for position, score in zip(np.asarray(positions)[0], np.asarray(scores)[0]):
-            if score <= 0:
-                break
-            hits.append(ScoredChunk(self.chunks[int(position)], float(score)))
-        return hits
+        return [" ".join(t) for t in tokens]
+
+    def of_chunks(self, chunks: Sequence[Chunk]) -> list[tuple[str, str]]:
+        """(header terms, text terms) per chunk: two FTS5 columns ranked with equal weights, which is
+        BM25 over `text.lexical_text` (the header once, then the text)."""
+        headers = self.of([c.header for c in chunks])
+        bodies = self.of([c.text for c in chunks])
+        return list(zip(headers, bodies))
+
+    def stem(self, word: str) -> str:
+        """One word's term (lowercased, stemmed), stop words included."""
+        with self._lock:
+            return str(self._stemmer.stemWord(word.lower()))
+
+    def match(self, query: str) -> str | None:
+        """An FTS5 MATCH expression: any of the query's terms; None if it has none."""
+        terms = dict.fromkeys(self.of([query])[0].split())
+        if not terms:
+            return None
+        return " OR ".join(f'"{t}"' for t in terms)

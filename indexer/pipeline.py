@@ -1,11 +1,16 @@
-"""Indexer: sources -> chunks -> embeddings -> a published snapshot, incremental and resumable.
+"""Indexer: sources -> chunks -> embeddings -> a published generation, incremental and resumable.
 
-Every run computes the whole final index (documents, chunks) and takes each
-chunk's vector from the embedding cache, embedding only what the cache lacks.
-Vectors are committed to the cache batch by batch as they arrive, so a crash,
-Ctrl-C or exhausted quota loses at most the batches in flight, and the next
-run picks up from the cache. The snapshot is published atomically at the end:
-readers see either the old index or the new one.
+A run looks up only the documents it is given (by id) and writes only what
+changed: new or edited documents are chunked, their chunks' vectors taken from
+the embedding cache (embedding only what it lacks), and published as one new
+generation that tombstones what they replace. A directory scan also needs to
+know which documents are gone; it reads the cheap listing of ids, sources and
+content hashes, never every chunk. The whole index is planned and rewritten
+only for a first build, a new embedding model or chunking, or a move to another
+vector backend. Vectors are committed to the cache batch by batch as they
+arrive, so a crash, Ctrl-C or exhausted quota loses at most the batches in
+flight. Publishing is atomic: readers see either the old index or the new one.
+CPU-heavy steps run in worker threads, so an event loop serving reads is never stalled.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from .embedding import Embedder, plan_batches
 from .errors import ConfigError, IoragError, QuotaExhaustedError
 from .models import Chunk, Document, sha256_hex
 from .sources import SourceProblem, in_scope, scan
-from .store import DocumentRecord, EmbeddingCache, IndexDirectory, Snapshot
+from .store import DocumentEntry, DocumentRecord, EmbeddingCache, IndexDirectory, Manifest, Snapshot
+from .store.dense.faiss import ANN_MIN_ROWS
+from .store.writer import IndexWriter
 from .store.backends import DenseTarget, resolve_uri
 from .tokens import counter_for
 
@@ -99,6 +106,14 @@ class _Plan:
     hashes: list[str]
     report: IndexReport
     changed: bool
+    #: True: `records`/`chunks` are the whole new index; False: they are what changes, and
+    #: `deletes` the documents to remove.
+    full: bool = True
+    deletes: tuple[str, ...] = ()
+    #: Where a full publish puts the vectors.
+    dense: DenseTarget | None = None
+    #: Chunks of documents left as they are (an incremental run neither reads nor embeds them).
+    kept_chunks: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,8 @@ class Indexer:
             None: `<index_dir>/milvus.db`.
         milvus_token: a Milvus server's credentials (`user:password` or an API key), for
             writing and for reading the current snapshot; never stored.
+        ann_min_rows: FAISS vector segments of at least this many rows get an approximate
+            (IVF) index; smaller ones are searched exactly.
 
     Raises:
         ConfigError: an unknown backend or a Milvus URI that is neither a server nor a `.db` file.
@@ -158,6 +175,7 @@ class Indexer:
         milvus_token: str | None = None,
         embedding_limit: int | None = None,
         on_wait: Callable[[float], None] | None = None,
+        ann_min_rows: int = ANN_MIN_ROWS,
     ) -> None:
         self.directory = IndexDirectory(Path(index_dir), milvus_token=milvus_token)
         self._embedding_limit = embedding_limit
@@ -175,6 +193,7 @@ class Indexer:
         self._overlap = overlap
         self._remote = remote
         self._progress = progress
+        self._ann_min_rows = ann_min_rows
 
     # -- public, sync ---------------------------------------------------------
 
@@ -210,10 +229,13 @@ class Indexer:
         # A file that could not be read keeps its last good version; an emptied one goes.
         troubled = [p.source for p in result.problems if p.reason != "empty document"]
 
-        def removed(record: DocumentRecord) -> bool:
-            if record.source == "api" or not in_scope(record.source, scope):
-                return False
-            return not any(t == record.source or t.startswith(record.source + ":") for t in troubled)
+        def removed(current: Snapshot) -> set[str]:
+            # The listing (ids, sources, hashes) is enough to tell what left the scanned paths.
+            return {
+                entry.doc_id for entry in current.listing()
+                if entry.source != "api" and in_scope(entry.source, scope)
+                and not any(t == entry.source or t.startswith(entry.source + ":") for t in troubled)
+            }
 
         report = await self._run(result.documents, removed, dry_run=dry_run, started=started)
         report.problems = list(result.problems) + report.problems
@@ -221,32 +243,50 @@ class Indexer:
         return report
 
     async def aadd_documents(self, documents: Sequence[Document], *, dry_run: bool = False) -> IndexReport:
-        return await self._run(list(documents), lambda record: False, dry_run=dry_run, started=time.monotonic())
+        return await self._run(list(documents), lambda current: set(), dry_run=dry_run, started=time.monotonic())
 
     async def adelete_documents(self, doc_ids: Iterable[str]) -> IndexReport:
-        wanted = set(doc_ids)
-        current = self._open_current()
-        known = set(current.documents()) if current else set()
-        if current is not None:
-            current.close()
-        report = await self._run([], lambda record: record.doc_id in wanted, dry_run=False, started=time.monotonic())
-        report.missing_ids = sorted(wanted - known)
+        wanted = sorted(set(doc_ids))
+        known: set[str] = set()
+
+        def removed(current: Snapshot) -> set[str]:
+            known.update(current.entries(wanted))
+            return set(known)
+
+        report = await self._run([], removed, dry_run=False, started=time.monotonic())
+        report.missing_ids = sorted(set(wanted) - known)
         return report
+
+    async def acompact(self) -> Manifest | None:
+        """Rewrite the index without what writes left behind (tombstones, small segments).
+
+        Returns:
+            The new generation's manifest; None if there is no index to compact.
+
+        Raises:
+            IndexLockedError: another writer holds the index.
+        """
+        with self.directory.writer(ann_min_rows=self._ann_min_rows) as writer:
+            return await asyncio.to_thread(writer.compact)
+
+    def compact(self) -> Manifest | None:
+        """Sync twin of `acompact`."""
+        return asyncio.run(self.acompact())
 
     # -- the run --------------------------------------------------------------
 
     async def _run(
         self,
         incoming: list[Document],
-        drop: Callable[[DocumentRecord], bool],
+        drop: Callable[[Snapshot], set[str]],
         *,
         dry_run: bool,
         started: float,
     ) -> IndexReport:
         if dry_run:
-            current = self._open_current()
+            current = await asyncio.to_thread(self._open_current)
             try:
-                plan = self._plan(current, incoming, drop, dry_run=True)
+                plan = await asyncio.to_thread(self._plan, current, incoming, drop, dry_run=True)
                 with self.directory.cache() as cache:
                     missing = cache.missing(plan.model.id, plan.hashes)
                 self._account(plan, self._requests(plan, missing))
@@ -256,40 +296,48 @@ class Indexer:
             plan.report.seconds = time.monotonic() - started
             return plan.report
 
-        with self.directory.writer() as writer:
-            current = self._open_current()
+        with self.directory.writer(ann_min_rows=self._ann_min_rows) as writer:
+            current = await asyncio.to_thread(self._open_current)
             try:
-                plan = self._plan(current, incoming, drop, dry_run=False)
-                dense = self._dense_target(current)
-                # Another vector backend asked for: the whole index moves there on this run.
-                moving = current is not None and current.manifest.dense["backend"] != dense.backend
+                plan = await asyncio.to_thread(self._plan, current, incoming, drop, dry_run=False)
             finally:
                 if current is not None:
                     current.close()
-            requests = self._requests(plan, writer.cache.missing(plan.model.id, plan.hashes))
+            missing = await asyncio.to_thread(writer.cache.missing, plan.model.id, plan.hashes)
+            requests = await asyncio.to_thread(self._requests, plan, missing)
             self._account(plan, requests)
             if requests.hashes:
                 await self._embed(plan, requests, writer.cache)
-            if plan.changed or requests.hashes or moving:
-                vectors = self._vectors(plan, writer.cache)
-                manifest = writer.publish(
-                    embedding_model=plan.model.id,
-                    dims=vectors.shape[1],
-                    documents=plan.records,
-                    chunks=plan.chunks,
-                    vectors=vectors,
-                    extra={"chunking": self._config_key(plan.model, plan.config)},
-                    dense=dense,
-                )
+            if plan.changed or (plan.full and requests.hashes):
+                manifest = await asyncio.to_thread(self._publish, writer, plan)
                 plan.report.snapshot = manifest.snapshot
                 plan.report.published = True
+                plan.report.documents, plan.report.chunks = manifest.documents, manifest.chunks
             else:
                 plan.report.snapshot = self.directory.current_id()
         plan.report.seconds = time.monotonic() - started
         return plan.report
 
+    def _publish(self, writer: IndexWriter, plan: _Plan) -> Manifest:
+        """Write the plan: a whole new snapshot, or one generation of changes."""
+        vectors = self._vectors(plan, writer.cache)
+        extra = {"chunking": self._config_key(plan.model, plan.config)}
+        if plan.full:
+            return writer.publish(
+                embedding_model=plan.model.id,
+                dims=vectors.shape[1],
+                documents=plan.records,
+                chunks=plan.chunks,
+                vectors=vectors,
+                extra=extra,
+                dense=plan.dense,
+            )
+        return writer.update(upserts=plan.records, chunks=plan.chunks, vectors=vectors, deletes=plan.deletes,
+                             extra=extra)
+
     def _open_current(self) -> Snapshot | None:
-        return self.directory.open_current() if self.directory.exists() else None
+        # Planning looks documents up in SQLite only; vectors are not needed to write.
+        return self.directory.open_current(dense=False) if self.directory.exists() else None
 
     def _dense_target(self, current: Snapshot | None) -> DenseTarget:
         """The backend asked for, else the current snapshot's (same Milvus URI), else FAISS."""
@@ -334,14 +382,99 @@ class Indexer:
         self,
         current: Snapshot | None,
         incoming: list[Document],
-        drop: Callable[[DocumentRecord], bool],
+        drop: Callable[[Snapshot], set[str]],
         *,
         dry_run: bool,
     ) -> _Plan:
         model = self._resolve_model(current)
         config = self._chunking(model)
         report = IndexReport(embedding_model=model.id, dry_run=dry_run, daily_quota_tokens=model.daily_quota_tokens)
+        dense = self._dense_target(current)
+        unique: list[Document] = []
+        seen: set[str] = set()
+        for document in incoming:
+            if document.id in seen:
+                report.problems.append(SourceProblem(document.source, f"duplicate document id {document.id!r}"))
+                continue
+            seen.add(document.id)
+            unique.append(document)
+        removed = drop(current) if current is not None else set()
+        if current is None or self._needs_rebuild(current, model, config, dense):
+            return self._plan_all(current, unique, removed, model, config, report, dense)
+        return self._plan_changes(current, unique, removed, model, config, report, dense)
 
+    def _needs_rebuild(self, current: Snapshot, model: ModelInfo, config: ChunkingConfig, dense: DenseTarget) -> bool:
+        """A new model, new chunking or another vector backend: every chunk changes place."""
+        manifest = current.manifest
+        return (
+            manifest.embedding_model != model.id
+            or manifest.extra.get("chunking") != self._config_key(model, config)
+            or manifest.dense["backend"] != dense.backend
+        )
+
+    def _plan_changes(
+        self,
+        current: Snapshot,
+        incoming: list[Document],
+        removed: set[str],
+        model: ModelInfo,
+        config: ChunkingConfig,
+        report: IndexReport,
+        dense: DenseTarget,
+    ) -> _Plan:
+        """Only the documents given (looked up by id) and the ones removed."""
+        known = current.entries([d.id for d in incoming])
+        counter = counter_for(model)
+        records: list[DocumentRecord] = []
+        chunks: list[Chunk] = []
+        deletes = set(removed)
+        untouched: list[str] = []
+        for document in incoming:
+            previous: DocumentEntry | None = known.get(document.id)
+            deletes.discard(document.id)  # still here, just read again
+            if previous is None:
+                report.added += 1
+            elif previous.content_hash != document.content_hash:
+                report.updated += 1
+            else:
+                report.unchanged += 1
+                if previous.source == document.source:
+                    untouched.append(document.id)
+                    continue
+            doc_chunks = chunk_document(document, counter, config)
+            if not doc_chunks:
+                report.problems.append(SourceProblem(document.source, f"document {document.id!r} has no text"))
+                if previous is not None:
+                    deletes.add(document.id)
+                continue
+            records.append(_record(document, doc_chunks))
+            chunks.extend(doc_chunks)
+            report.document_chunks[document.id] = len(doc_chunks)
+        report.removed = len(deletes)
+        # Figures after the change; a published run replaces them with the manifest's.
+        replaced = [r.doc_id for r in records if r.doc_id in known]
+        report.documents = current.manifest.documents + report.added - report.removed
+        report.chunks = current.manifest.chunks + len(chunks) - current.chunk_count([*replaced, *deletes])
+        hashes = [sha256_hex(chunk.embedding_text) for chunk in chunks]
+        changed = bool(records or deletes)
+        # Unchanged documents' chunks count as served from the cache, as in a full run.
+        kept_counts = current.chunk_counts(untouched) if untouched else {}
+        report.document_chunks.update(kept_counts)
+        kept = sum(kept_counts.values())
+        return _Plan(model, config, records, chunks, hashes, report, changed, False, tuple(sorted(deletes)), dense,
+                     kept)
+
+    def _plan_all(
+        self,
+        current: Snapshot | None,
+        incoming: list[Document],
+        removed: set[str],
+        model: ModelInfo,
+        config: ChunkingConfig,
+        report: IndexReport,
+        dense: DenseTarget,
+    ) -> _Plan:
+        """The whole new index: a first build, or a model, chunking or backend change."""
         old_records = current.documents() if current else {}
         same_chunking = (
             current is not None and current.manifest.extra.get("chunking") == self._config_key(model, config)
@@ -353,15 +486,10 @@ class Indexer:
 
         final: dict[str, Document | DocumentRecord] = {}
         for record in old_records.values():
-            if not drop(record):
+            if record.doc_id not in removed:
                 final[record.doc_id] = record
         report.removed = len(old_records) - len(final)
-        seen: set[str] = set()
         for document in incoming:
-            if document.id in seen:
-                report.problems.append(SourceProblem(document.source, f"duplicate document id {document.id!r}"))
-                continue
-            seen.add(document.id)
             previous = old_records.get(document.id)
             if previous is None:
                 report.added += 1
@@ -369,13 +497,14 @@ class Indexer:
                 report.updated += 1
             else:
                 report.unchanged += 1
-            if previous is not None and drop(previous):
+            if previous is not None and previous.doc_id in removed:
                 report.removed -= 1  # it is still here, just read again
             final[document.id] = document
 
         records: list[DocumentRecord] = []
         chunks: list[Chunk] = []
         counter = counter_for(model)
+        read = {document.id for document in incoming}
         for doc_id in sorted(final):
             item = final[doc_id]
             previous = old_records.get(doc_id)
@@ -391,24 +520,15 @@ class Indexer:
             if not doc_chunks:
                 report.problems.append(SourceProblem(item.source, f"document {doc_id!r} has no text"))
                 continue
-            if doc_id in seen:
+            if doc_id in read:
                 report.document_chunks[doc_id] = len(doc_chunks)
             records.append(_record(item, doc_chunks))
             chunks.extend(doc_chunks)
 
         report.documents = len(records)
         report.chunks = len(chunks)
-        model_switch = current is not None and current.manifest.embedding_model != model.id
-        changed = (
-            current is None
-            or model_switch
-            or not same_chunking
-            or report.added > 0
-            or report.updated > 0
-            or report.removed > 0
-        )
         hashes = [sha256_hex(chunk.embedding_text) for chunk in chunks]
-        return _Plan(model, config, records, chunks, hashes, report, changed)
+        return _Plan(model, config, records, chunks, hashes, report, True, True, (), dense)
 
     def _requests(self, plan: _Plan, missing: list[str]) -> _Requests:
         """How the cache misses will be sent: sorted by length, grouped into requests.
@@ -430,7 +550,7 @@ class Indexer:
         """Fill the report's before-embedding figures: what the cache lacks and how it would be sent."""
         report = plan.report
         missing = set(requests.hashes)
-        report.cached_chunks = sum(1 for h in plan.hashes if h not in missing)
+        report.cached_chunks = sum(1 for h in plan.hashes if h not in missing) + plan.kept_chunks
         report.chunks_to_embed = len(requests.hashes)
         report.tokens_to_embed = int(sum(requests.counts))
         report.requests_planned = len(requests.batches)

@@ -219,4 +219,5 @@ def hit_json(hit: ScoredChunk) -> dict[str, Any]:
         "headings": list(chunk.headings),
         "text": chunk.text,
         "score": round(hit.score, 6),
+        "location": dict(chunk.location) if chunk.location is not None else None,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -170,6 +171,24 @@ async def _index(indexer: Indexer, paths: list[str], dry_run: bool) -> IndexRepo
         return await indexer.aindex(paths, dry_run=dry_run)
     finally:
         await indexer.aclose()
+
+
+@cli.command()
+@index_option
+@json_option
+def compact(index_dir: Path | None, as_json: bool) -> None:
+    """Rewrite the index without what writes left behind (deleted rows, small segments)."""
+    settings = settings_from(index_dir=index_dir)
+    started = time.monotonic()
+    manifest = build_indexer(settings).compact()
+    if manifest is None:
+        fail(f"no index at {settings.index_dir}")
+    seconds = time.monotonic() - started
+    if as_json:
+        click.echo(json.dumps({"snapshot": manifest.snapshot, "documents": manifest.documents,
+                               "chunks": manifest.chunks, "seconds": round(seconds, 3)}))
+    else:
+        click.echo(f"compacted: {manifest.documents} documents, {manifest.chunks} chunks in one segment; {seconds:.1f}s")
 
 
 def build_indexer(settings: Settings, progress: Any = None, on_wait: Any = None) -> Indexer:

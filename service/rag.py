@@ -96,7 +96,7 @@ class RagService:
             return self._retriever
         async with self._reload_lock:
             self._checked_at = time.monotonic()
-            current_id = self.directory.current_id()
+            current_id = self.directory.current_version()
             if current_id is None:
                 raise IndexNotFoundError(f"no index at {self.directory.root}")
             if self._retriever is None or current_id != self._snapshot_id:
@@ -105,7 +105,7 @@ class RagService:
         return self._retriever
 
     async def _load(self) -> None:
-        snapshot = self.directory.open_current()
+        snapshot = await asyncio.to_thread(self.directory.open_current)
         embedder = self._embedder_for(snapshot.manifest.embedding_model)
         retriever = await asyncio.to_thread(Retriever, snapshot, embedder)
         # Keep the previous snapshot open one more round: searches may still be using it.
@@ -113,7 +113,7 @@ class RagService:
             self._retired.close()
         self._retired = self._retriever.snapshot if self._retriever else None
         self._retriever = retriever
-        self._snapshot_id = snapshot.manifest.snapshot
+        self._snapshot_id = snapshot.manifest.version
 
     def _embedder_for(self, model_id: str) -> Embedder:
         wanted = self.settings.embedding_model
@@ -331,7 +331,7 @@ class RagService:
 
     def _indexer(self) -> Indexer:
         s = self.settings
-        current = self.directory.current_id()
+        current = self.directory.current_version()
         embedder = None
         if current is not None and self._retriever is not None and self._snapshot_id == current:
             embedder = self._retriever.embedder

@@ -1,4 +1,4 @@
-"""Retrieval over one snapshot: dense (FAISS), lexical (BM25) and hybrid (confidence-weighted score fusion)."""
+"""Retrieval over one generation: dense (vectors), lexical (stored BM25) and hybrid (confidence-weighted score fusion)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Literal, Sequence
 import numpy as np
 
 from indexer.embedding import Embedder
-from indexer.lexical import LexicalIndex
 from indexer.models import Chunk, ScoredChunk
 from indexer.store import Snapshot
 from indexer.text import normalize_query
@@ -122,7 +121,7 @@ class Retriever:
     def __init__(self, snapshot: Snapshot, embedder: Embedder, *, query_cache_size: int = QUERY_CACHE_SIZE) -> None:
         self.snapshot = snapshot
         self.embedder = embedder
-        self.lexical = LexicalIndex(snapshot.chunks())
+        self.lexical = snapshot.lexical()
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_size = query_cache_size
 

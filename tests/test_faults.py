@@ -509,21 +509,12 @@ def test_a_truncated_cache_or_a_missing_snapshot_file_is_one_clear_error_line(tm
         index_json(server, corpus, "--index", index, cwd=tmp_path)
         cache = index / "cache.sqlite"
 
-        # A truncated cache: indexing stops with one line naming the file; searching still works.
-        os.truncate(cache, cache.stat().st_size // 2)
-        result = iorag(server, "index", corpus, "--index", index, cwd=tmp_path)
-        assert result.returncode == 1
-        line = one_error_line(result)
-        assert str(cache) in line and "delete the file" in line, line
-        assert search_ids(server, index, "quartz", "hybrid", cwd=tmp_path)
-        cache.unlink()  # what the message says to do
-        index_json(server, corpus, "--index", index, cwd=tmp_path)
-
         # A snapshot file deleted: search and index both stop with one line naming it, and
         # following its advice rebuilds the index from the cache without paying again.
-        for name in ("dense.faiss", "chunks.sqlite", "manifest.json"):
+        for name in ("vectors.npy", "chunks.sqlite"):
             snapshot = IndexDirectory(index).snapshots_dir / str(IndexDirectory(index).current_id())
-            (snapshot / name).unlink()
+            [path] = snapshot.rglob(name)
+            path.unlink()
             for args in (("search", "quartz", "--index", index), ("index", corpus, "--index", index)):
                 result = iorag(server, *args, cwd=tmp_path)
                 assert result.returncode == 1, (name, args, result.stderr)
@@ -533,8 +524,21 @@ def test_a_truncated_cache_or_a_missing_snapshot_file_is_one_clear_error_line(tm
             (index / "CURRENT").unlink()
             server.reset(server.config)
             rebuilt = index_json(server, corpus, "--index", index, cwd=tmp_path)
-            assert rebuilt["published"] and rebuilt["chunks_embedded"] == 0
+            assert rebuilt["published"] and rebuilt["chunks_embedded"] == 0, (name, rebuilt)
             assert server.log.of("embeddings") == [], "the rebuild paid again for cached vectors"
             assert search_ids(server, index, "quartz", "lexical", cwd=tmp_path)
         directory = IndexDirectory(index)
         assert [p.name for p in directory.snapshots_dir.iterdir()] == [directory.current_id()]
+
+        # A truncated cache: indexing stops with one line naming the file; searching still works.
+        os.truncate(cache, cache.stat().st_size // 2)
+        result = iorag(server, "index", corpus, "--index", index, cwd=tmp_path)
+        assert result.returncode == 1
+        line = one_error_line(result)
+        assert str(cache) in line and "delete the file" in line, line
+        assert search_ids(server, index, "quartz", "hybrid", cwd=tmp_path)
+        cache.unlink()  # what the message says to do
+        # The index holds every vector already: an unchanged corpus costs nothing.
+        server.reset(server.config)
+        again = index_json(server, corpus, "--index", index, cwd=tmp_path)
+        assert not again["published"] and server.log.of("embeddings") == []

@@ -1,33 +1,39 @@
-"""The index on disk: immutable snapshots (SQLite metadata + FAISS vectors) switched atomically.
+"""The index on disk: a snapshot (SQLite + vector segments) written in generations, switched atomically.
 
 Layout under the index root:
 
     cache.sqlite          embedding cache (`cache.py`)
     write.lock            one writer at a time
-    CURRENT               {"format": 1, "snapshot": "<id>"}, replaced atomically
-    snapshots/<id>/       immutable once published:
-        manifest.json     model, dims, counts, file sizes, caller's extras
-        chunks.sqlite     documents and chunks tables
-        dense.faiss       IndexIDMap2(IndexFlatIP(dims)); ids are chunks.id
-                          (or, with the Milvus backend, collection iorag_<id>, named in the manifest)
-    snapshots/.tmp-<id>/  a snapshot being built; never read, removed by the next publish
+    CURRENT               the published generation's manifest (JSON), replaced atomically:
+                          format 2, snapshot id, generation, counts, segments, dense backend, extra,
+                          and the generation it replaced (whose files are kept for its readers)
+    snapshots/<id>/
+        chunks.sqlite     documents and chunks, each row stamped with the generation that added
+                          it and the one that deleted it (a tombstone), plus an FTS5 table of
+                          BM25 terms; WAL mode, so readers never wait for a writer
+        segments/<name>/  immutable vector segments: vectors.npy (memory-mapped), ids.npy,
+                          ann.faiss (IVF, for large segments); or, with the Milvus backend, one
+                          collection iorag_<id> (dense.json names it)
+    snapshots/.tmp-<id>/  a snapshot being built; never read, removed by the next writer
 
-A snapshot is built in its `.tmp-` directory with every file fsynced, renamed
-into place, and only then named by CURRENT. A crash at any moment leaves
-CURRENT naming the last complete snapshot.
+A write adds rows under generation g+1, tombstones what it replaces, writes one
+segment, and only then replaces CURRENT: a crash at any moment leaves CURRENT
+naming the last complete generation, and the next writer deletes the rows of the
+unpublished one. Too many segments are merged; too many tombstones trigger
+compaction into a new snapshot (`IndexWriter.compact`).
 
-Modules: `snapshot` (the format; reading), `writer` (building, publishing,
-garbage collection), `directory` (CURRENT, the lock), `cache`, `backends`
-(the `DenseIndex` interface, choosing FAISS or Milvus), `dense` (the only faiss
-import), `milvus` (the only pymilvus import, loaded lazily) and `durable`
-(fsync, atomic writes).
+Modules: `snapshot` (the format; reading), `writer` (publishing, updating,
+compacting, garbage collection), `directory` (CURRENT, the lock), `cache`,
+`backends` (choosing a backend, Milvus URIs), `dense/` (the vector-backend
+interface, FAISS (the only faiss import) and Milvus (the only pymilvus import),
+the factory) and `durable` (fsync, atomic writes).
 """
 
 from __future__ import annotations
 
 from .cache import EmbeddingCache
 from .directory import IndexDirectory
-from .snapshot import DocumentRecord, DocumentSummary, Manifest, Snapshot
+from .snapshot import DocumentEntry, DocumentRecord, DocumentSummary, Manifest, Snapshot
 from .writer import IndexWriter
 
-__all__ = ["DocumentRecord", "DocumentSummary", "EmbeddingCache", "IndexDirectory", "IndexWriter", "Manifest", "Snapshot"]
+__all__ = ["DocumentEntry", "DocumentRecord", "DocumentSummary", "EmbeddingCache", "IndexDirectory", "IndexWriter", "Manifest", "Snapshot"]

@@ -1,7 +1,7 @@
-"""Dense-index backends: the `DenseIndex` interface, choosing FAISS or Milvus, Milvus URIs.
+"""Choosing where vectors go (`DenseTarget`), the manifest's `dense` entry, Milvus URIs.
 
-A snapshot's vectors live either in its own `dense.faiss` file (the default) or in
-its own Milvus collection. The manifest's `dense` entry says which, so a reader
+A snapshot's vectors live either in its own segment files (FAISS, the default) or in
+its own Milvus collection (see `dense/`). The manifest's `dense` entry says which, so a reader
 opens whatever the snapshot was written with and needs no setting:
 
     {"backend": "faiss"}
@@ -19,48 +19,23 @@ without `index` (written before there was a choice) is FLAT.
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping, Protocol
-
-import numpy as np
+from typing import Any, Mapping
 
 from ..errors import ConfigError, CorruptIndexError
+from .dense.base import DenseIndex
 
 BACKENDS = ("faiss", "milvus")
 #: The Milvus Lite file used when no URI is given, relative to the index directory.
 DEFAULT_MILVUS_FILE = "milvus.db"
+#: Written first when a Milvus collection is made: names it so an unfinished build can be cleaned up.
+DENSE_MARKER = "dense.json"
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 #: `scheme://user[:password]@host`: credentials inside a URI, which the manifest would keep.
 _USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*@", re.IGNORECASE)
-
-
-class DenseIndex(Protocol):
-    """A snapshot's vectors opened for search; ids are the chunks' row ids (int64)."""
-
-    dims: int
-
-    def count(self) -> int:
-        """How many vectors the index holds."""
-        ...
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product: (scores float32 (n, k), ids int64 (n, k)); id -1 pads.
-
-        Exact for FAISS and Milvus FLAT; approximate for Milvus HNSW (the manifest says which).
-        """
-        ...
-
-    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors of these ids, float32 (len(ids), dims), in the order given."""
-        ...
-
-    def close(self) -> None:
-        """Release the index; closing twice is fine."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -129,14 +104,9 @@ def load_milvus() -> ModuleType:
     Raises:
         ConfigError: pymilvus or milvus-lite is not installed.
     """
-    try:
-        # import_module, not `from . import`: it honours sys.modules, so tests can hide the extra.
-        milvus = importlib.import_module(f"{__package__}.milvus")
-    except ImportError as exc:
-        raise ConfigError(
-            f"the Milvus vector backend is not available: {exc}", hint="install iorag[milvus]"
-        ) from exc
-    return milvus
+    from .dense.factory import load_milvus as load
+
+    return load()  # type: ignore[no-any-return]
 
 
 def dense_entry(data: Mapping[str, Any], where: Path) -> dict[str, Any]:
@@ -156,3 +126,7 @@ def dense_entry(data: Mapping[str, Any], where: Path) -> dict[str, Any]:
         if not isinstance(index, dict) or not isinstance(index.get("type"), str):
             raise CorruptIndexError(f"{where}: manifest field 'dense' has no Milvus index type")
     return dict(entry)
+
+
+__all__ = ["BACKENDS", "DENSE_MARKER", "DenseIndex", "DenseTarget", "collection_name", "dense_entry",
+           "is_local", "load_milvus", "resolve_uri"]

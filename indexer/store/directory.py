@@ -1,17 +1,18 @@
-"""One index root on disk: CURRENT, the write lock, opening the published snapshot."""
+"""One index root on disk: CURRENT, the write lock, opening the published generation."""
 
 from __future__ import annotations
 
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import filelock
 
 from ..errors import CorruptIndexError, IndexLockedError, IndexNotFoundError, StoreError
 from .cache import EmbeddingCache
-from .snapshot import SNAPSHOT_ID, Snapshot
+from .dense.faiss import ANN_MIN_ROWS
+from .snapshot import Manifest, Snapshot
 from .writer import IndexWriter
 
 
@@ -33,14 +34,10 @@ class IndexDirectory:
         return self.root / "snapshots"
 
     def exists(self) -> bool:
-        """Whether a snapshot has been published here (CURRENT exists)."""
+        """Whether an index has been published here (CURRENT exists)."""
         return (self.root / "CURRENT").is_file()
 
-    def current_id(self) -> str | None:
-        """The published snapshot's id, read from CURRENT; None before the first publish.
-
-        Cheap enough to poll. Raises CorruptIndexError if CURRENT cannot be parsed.
-        """
+    def _read_current(self) -> dict[str, Any] | None:
         file = self.root / "CURRENT"
         try:
             data = json.loads(file.read_bytes())
@@ -48,29 +45,55 @@ class IndexDirectory:
             return None
         except (OSError, ValueError) as exc:
             raise CorruptIndexError(f"{file}: unreadable: {exc}") from exc
-        snapshot = data.get("snapshot") if isinstance(data, dict) else None
-        if not isinstance(snapshot, str) or not SNAPSHOT_ID.match(snapshot):
+        if not isinstance(data, dict):
             raise CorruptIndexError(f"{file}: does not name a snapshot")
-        return snapshot
+        return data
 
-    def open_current(self) -> Snapshot:
-        """Open the published snapshot.
+    def current_manifest(self) -> Manifest | None:
+        """The published generation's manifest, read from CURRENT; None before the first publish.
+
+        Raises:
+            CorruptIndexError: CURRENT cannot be parsed.
+            StoreError: an index format this version cannot read (says how to rebuild).
+        """
+        data = self._read_current()
+        return None if data is None else Manifest.from_json(data, self.root / "CURRENT")
+
+    def current_id(self) -> str | None:
+        """The published snapshot's id; None before the first publish. Cheap enough to poll."""
+        manifest = self.current_manifest()
+        return manifest.snapshot if manifest else None
+
+    def current_version(self) -> str | None:
+        """Changes with every publish (snapshot and generation); None before the first one."""
+        manifest = self.current_manifest()
+        return manifest.version if manifest else None
+
+    def previous_segments(self) -> set[str]:
+        """Segment names of the generation CURRENT replaced (kept for readers still on it)."""
+        data = self._read_current() or {}
+        previous = data.get("previous")
+        if isinstance(previous, dict) and previous.get("snapshot") == data.get("snapshot"):
+            return {str(s) for s in previous.get("segments", [])}
+        return set()
+
+    def open_current(self, *, dense: bool = True) -> Snapshot:
+        """Open the published generation (without its vectors if not `dense`).
 
         Raises:
             IndexNotFoundError: nothing has been published here.
             CorruptIndexError: the snapshot's files cannot be read.
         """
         for _ in range(5):
-            snapshot_id = self.current_id()
-            if snapshot_id is None:
+            manifest = self.current_manifest()
+            if manifest is None:
                 raise IndexNotFoundError(f"no index at {self.root}")
             try:
-                return Snapshot(self.snapshots_dir / snapshot_id, milvus_token=self.milvus_token)
+                return Snapshot(self.root, manifest, dense=dense, milvus_token=self.milvus_token)
             except CorruptIndexError as exc:
-                # A writer may have published twice since CURRENT was read and collected this
-                # snapshot; only a CURRENT that still names it means the files are really bad.
-                if self.current_id() == snapshot_id:
-                    # Indexing opens the current snapshot too, so without this the user is stuck.
+                # A writer may have compacted since CURRENT was read and collected these files;
+                # only a CURRENT that still names them means the files are really bad.
+                if self.current_version() == manifest.version:
                     exc.hint = exc.hint or (
                         f"to rebuild, delete {self.root / 'CURRENT'} and index your sources again: "
                         "vectors in cache.sqlite are reused, documents added over HTTP must be added again"
@@ -79,11 +102,12 @@ class IndexDirectory:
         raise StoreError(f"{self.root}: the index kept changing while it was being opened; try again")
 
     @contextmanager
-    def writer(self, timeout: float = 0) -> Iterator[IndexWriter]:
+    def writer(self, timeout: float = 0, *, ann_min_rows: int = ANN_MIN_ROWS) -> Iterator[IndexWriter]:
         """Take the write lock and open a writer (creates the root and the cache).
 
         Args:
             timeout: seconds to wait for another writer; 0 tries once.
+            ann_min_rows: vector segments of at least this many rows get an approximate index.
 
         Raises:
             IndexLockedError: another writer (any process) holds the lock.
@@ -103,7 +127,7 @@ class IndexDirectory:
             cache = EmbeddingCache(self.root / "cache.sqlite")
             try:
                 cache.ensure()
-                writer = IndexWriter(self, cache)
+                writer = IndexWriter(self, cache, ann_min_rows)
                 try:
                     yield writer
                 finally:

@@ -1,8 +1,16 @@
-"""A snapshot's file format and reading it: Manifest, DocumentRecord, Snapshot."""
+"""The index format and reading it: Manifest, DocumentRecord, Snapshot (one generation, opened).
+
+A snapshot is one SQLite file plus its vectors. Writes do not copy it: each adds
+rows stamped with a new generation number and stamps the rows it replaces or
+removes as deleted at that generation (tombstones). A reader opened at
+generation g sees exactly the rows with `added <= g` and not `deleted <= g`, so
+it sees one published state whatever writers do meanwhile.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import operator
 import re
 import sqlite3
@@ -15,32 +23,42 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import CorruptIndexError, DimensionMismatchError, StoreError
+from ..lexical import Terms
 from ..models import Chunk, ScoredChunk, Segment, segments_from_json
+from .backends import dense_entry
 from .cache import translate_sqlite_error
-from .backends import DenseIndex, dense_entry, load_milvus, resolve_uri
-from .dense import FaissDense
+from .dense import DenseIndex, make_backend
 
-FORMAT = 1
+FORMAT = 2
 #: Snapshot directory names: creation time in ns, then a random tail.
 SNAPSHOT_ID = re.compile(r"^[0-9]{20}-[0-9a-f]{8}$")
+DB_NAME = "chunks.sqlite"
 #: Most bound parameters in one statement; SQLite before 3.32 allows only 999.
 _IN_BATCH = 900
 #: The columns of the chunks table, in the order `_row_to_chunk` reads them.
 CHUNK_COLUMNS = "id, chunk_id, doc_id, ordinal, text, start_char, end_char, tokens, title, headings, location"
-#: Snapshots written before locations existed lack the `location` and `segments` columns;
-#: they read as NULL (no location), so older indexes stay readable without a rebuild.
-_LEGACY_CHUNK_COLUMNS = CHUNK_COLUMNS.replace(", location", ", NULL")
+DOCUMENT_COLUMNS = "doc_id, source, content_hash, title, metadata, chunk_ids, text, segments"
+#: Rows visible at generation ? (bound twice).
+VISIBLE = "added <= ? AND (deleted IS NULL OR deleted > ?)"
 SCHEMA = """
 CREATE TABLE documents (
-    id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL UNIQUE, source TEXT NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id TEXT NOT NULL, source TEXT NOT NULL,
     content_hash TEXT NOT NULL, title TEXT NOT NULL, metadata TEXT NOT NULL, chunk_ids TEXT NOT NULL,
-    text TEXT NOT NULL, segments TEXT
+    text TEXT NOT NULL, segments TEXT, added INTEGER NOT NULL, deleted INTEGER
 );
+CREATE INDEX documents_by_doc ON documents (doc_id);
+CREATE INDEX documents_by_added ON documents (added);
+CREATE INDEX documents_by_deleted ON documents (deleted) WHERE deleted IS NOT NULL;
 CREATE TABLE chunks (
-    id INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id TEXT NOT NULL, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL,
     text TEXT NOT NULL, start_char INTEGER NOT NULL, end_char INTEGER NOT NULL, tokens INTEGER NOT NULL,
-    title TEXT NOT NULL, headings TEXT NOT NULL, location TEXT
+    title TEXT NOT NULL, headings TEXT NOT NULL, location TEXT, added INTEGER NOT NULL, deleted INTEGER
 );
+CREATE INDEX chunks_by_chunk ON chunks (chunk_id);
+CREATE INDEX chunks_by_doc ON chunks (doc_id);
+CREATE INDEX chunks_by_added ON chunks (added);
+CREATE INDEX chunks_by_deleted ON chunks (deleted) WHERE deleted IS NOT NULL;
+CREATE VIRTUAL TABLE lexical USING fts5 (header, body, tokenize = "unicode61 tokenchars '_'");
 """
 
 
@@ -64,62 +82,6 @@ class DocumentRecord:
 
 
 @dataclass(frozen=True)
-class Manifest:
-    """The description of one published snapshot (`manifest.json`)."""
-
-    format: int
-    snapshot: str
-    embedding_model: str
-    dims: int
-    documents: int
-    chunks: int
-    created_at: str
-    #: Whatever the writer passed as `extra` to `publish` (chunking settings, ...).
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    #: Where the vectors are: `{"backend": "faiss"}` or `{"backend": "milvus", "uri", "collection"}`.
-    dense: Mapping[str, Any] = field(default_factory=lambda: {"backend": "faiss"})
-
-    @classmethod
-    def from_json(cls, data: Any, where: Path) -> Manifest:
-        """Parse and check a manifest's JSON object.
-
-        Raises:
-            CorruptIndexError: a field is missing or has the wrong type.
-            StoreError: a format this version cannot read.
-        """
-        if not isinstance(data, dict):
-            raise CorruptIndexError(f"{where}: manifest is not a JSON object")
-        if data.get("format") != FORMAT:
-            raise StoreError(
-                f"{where}: snapshot format {data.get('format')!r} is not readable by this version "
-                f"(expects {FORMAT})",
-                hint="upgrade iorag or index again",
-            )
-        kinds = {
-            "snapshot": str, "embedding_model": str, "dims": int, "documents": int, "chunks": int, "created_at": str
-        }
-        for key, kind in kinds.items():
-            if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
-                raise CorruptIndexError(
-                    f"{where}: manifest field {key!r} is missing or not of type {kind.__name__}"
-                )
-        extra = data.get("extra", {})
-        if not isinstance(extra, dict):
-            raise CorruptIndexError(f"{where}: manifest field 'extra' is not an object")
-        return cls(FORMAT, data["snapshot"], data["embedding_model"], data["dims"], data["documents"],
-                   data["chunks"], data["created_at"], extra, dense_entry(data, where))
-
-
-
-def _row_to_chunk(row: Sequence[Any]) -> Chunk:
-    _, chunk_id, doc_id, ordinal, text, start, end, tokens, title, headings, location = row
-    return Chunk(
-        chunk_id, doc_id, ordinal, text, start, end, tokens, title, tuple(json.loads(headings)),
-        json.loads(location) if location else None,
-    )
-
-
-@dataclass(frozen=True)
 class DocumentSummary:
     """One row of a document listing: no text, no chunk ids."""
 
@@ -130,107 +92,170 @@ class DocumentSummary:
     metadata: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class DocumentEntry:
+    """The cheap listing of one document: enough to tell what a directory scan changed."""
+
+    doc_id: str
+    source: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One published generation of the index (the content of CURRENT)."""
+
+    format: int
+    #: The snapshot (SQLite file and vectors) this generation lives in.
+    snapshot: str
+    embedding_model: str
+    dims: int
+    documents: int
+    chunks: int
+    created_at: str
+    #: Whatever the writer passed as `extra` (chunking settings, ...).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Where the vectors are: `{"backend": "faiss"}` or `{"backend": "milvus", "uri", "collection"}`.
+    dense: Mapping[str, Any] = field(default_factory=lambda: {"backend": "faiss"})
+    #: Writes published into this snapshot so far; 1 for a fresh one.
+    generation: int = 1
+    #: Vector segments (FAISS): [{"name", "rows", "ann"}], oldest first.
+    segments: tuple[Mapping[str, Any], ...] = ()
+    #: Chunk rows kept only as tombstones (what compaction would reclaim).
+    dead: int = 0
+
+    @property
+    def version(self) -> str:
+        """Changes with every publish: snapshot and generation."""
+        return f"{self.snapshot}/{self.generation}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format, "snapshot": self.snapshot, "generation": self.generation,
+            "embedding_model": self.embedding_model, "dims": self.dims, "documents": self.documents,
+            "chunks": self.chunks, "dead": self.dead, "created_at": self.created_at,
+            "segments": [dict(s) for s in self.segments], "dense": dict(self.dense), "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: Path) -> Manifest:
+        """Parse and check a manifest's JSON object.
+
+        Raises:
+            CorruptIndexError: a field is missing or has the wrong type.
+            StoreError: a format this version cannot read (names how to rebuild).
+        """
+        if not isinstance(data, dict):
+            raise CorruptIndexError(f"{where}: manifest is not a JSON object")
+        if data.get("format") != FORMAT:
+            raise StoreError(
+                f"{where.parent}: index format {data.get('format')!r} is not readable by this version "
+                f"(expects {FORMAT}); rebuild it",
+                hint=f"delete {where} and {where.parent / 'snapshots'}, then run `iorag index` again "
+                "(cached embeddings are reused; documents added over HTTP must be added again)",
+            )
+        kinds = {
+            "snapshot": str, "embedding_model": str, "dims": int, "documents": int, "chunks": int,
+            "created_at": str, "generation": int, "dead": int,
+        }
+        for key, kind in kinds.items():
+            if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
+                raise CorruptIndexError(
+                    f"{where}: manifest field {key!r} is missing or not of type {kind.__name__}"
+                )
+        if not SNAPSHOT_ID.match(data["snapshot"]):
+            raise CorruptIndexError(f"{where}: does not name a snapshot")
+        extra, segments = data.get("extra", {}), data.get("segments", [])
+        if not isinstance(extra, dict):
+            raise CorruptIndexError(f"{where}: manifest field 'extra' is not an object")
+        if not isinstance(segments, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("rows"), int) for s in segments
+        ):
+            raise CorruptIndexError(f"{where}: manifest field 'segments' is not a list of segments")
+        return cls(FORMAT, data["snapshot"], data["embedding_model"], data["dims"], data["documents"],
+                   data["chunks"], data["created_at"], extra, dense_entry(data, where), data["generation"],
+                   tuple(segments), data["dead"])
+
+
+def row_to_chunk(row: Sequence[Any]) -> Chunk:
+    _, chunk_id, doc_id, ordinal, text, start, end, tokens, title, headings, location = row
+    return Chunk(chunk_id, doc_id, ordinal, text, start, end, tokens, title, tuple(json.loads(headings)),
+                 json.loads(location) if location else None)
+
+
+def connect_read_only(db: Path) -> sqlite3.Connection:
+    """A read-only connection that never blocks on a writer (WAL) and is shared by threads."""
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    # The terms' document counts (for rarity), as a view in the connection's own temp schema.
+    conn.execute("CREATE VIRTUAL TABLE temp.lexical_terms USING fts5vocab(main, lexical, row)")
+    conn.execute("PRAGMA query_only = 1")
+    return conn
+
 
 class Snapshot:
-    """A read-only view of one published snapshot.
+    """A read-only view of one published generation.
 
     Safe to share between threads: SQLite reads go through one connection under
-    a lock, FAISS searches run in parallel. Files deleted by a later writer's
-    garbage collection stay readable while this object is open (POSIX); a
-    Milvus collection does not, so a writer keeps the snapshot it replaced.
+    a lock; vector searches run in parallel. Only the hits' rows are read from
+    SQLite; nothing loads every chunk to serve a query.
     """
 
-    def __init__(self, path: Path, *, milvus_token: str | None = None) -> None:
-        """Open and check a snapshot directory.
+    def __init__(
+        self, root: Path, manifest: Manifest, *, dense: bool = True, milvus_token: str | None = None
+    ) -> None:
+        """Open a generation of the index rooted at `root`.
 
         Args:
-            path: the snapshot directory.
-            milvus_token: credentials for the Milvus server holding its vectors, if it needs them.
+            dense: open the vectors too; writers that only look documents up skip them.
+            milvus_token: credentials for the Milvus server holding the vectors, if it needs them.
 
         Raises:
             CorruptIndexError: a file is missing, unreadable, or disagrees with the manifest.
-            StoreError: the snapshot has a format this version cannot read.
         """
-        self.path = Path(path)
+        self.root = Path(root)
+        self.manifest = manifest
+        self.path = self.root / "snapshots" / manifest.snapshot
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._index: DenseIndex | None = None
-        self._milvus_token = milvus_token
-        manifest_path = self.path / "manifest.json"
+        self._terms: Terms | None = None
+        g = manifest.generation
+        db = self.path / DB_NAME
+        if not db.is_file():
+            raise CorruptIndexError(f"{self.path}: snapshot is missing {DB_NAME}")
         try:
-            data = json.loads(manifest_path.read_bytes())
-        except FileNotFoundError as exc:
-            raise CorruptIndexError(f"{self.path}: snapshot is missing its manifest.json") from exc
-        except (OSError, ValueError) as exc:
-            raise CorruptIndexError(f"{manifest_path}: unreadable manifest: {exc}") from exc
-        self.manifest: Manifest = Manifest.from_json(data, manifest_path)
-        files = data.get("files")
-        faiss_backend = self.manifest.dense["backend"] == "faiss"
-        for name in ("chunks.sqlite", "dense.faiss") if faiss_backend else ("chunks.sqlite",):
-            file = self.path / name
-            try:
-                size = file.stat().st_size
-            except OSError as exc:
-                raise CorruptIndexError(f"{self.path}: snapshot is missing {name}") from exc
-            # Sizes catch truncation cheaply; hashing gigabytes on every open would not be cheap.
-            entry = files.get(name) if isinstance(files, dict) else None
-            expected = entry.get("bytes") if isinstance(entry, dict) else None
-            if expected is not None and size != expected:
-                raise CorruptIndexError(f"{file}: {size} bytes, the manifest says {expected}")
-        db = self.path / "chunks.sqlite"
-        if faiss_backend:
-            # Checked before chunks.sqlite is opened, as it always was.
-            self._index = self._load_dense(self.path / "dense.faiss")
-        try:
-            # immutable=1: the file never changes, so SQLite takes no locks and creates no side files.
-            self._conn = sqlite3.connect(
-                f"{db.resolve().as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False
+            self._conn = connect_read_only(db)
+            # Rows deleted by this generation: the vector index masks them out.
+            dead = np.fromiter(
+                (r[0] for r in self._conn.execute(
+                    "SELECT id FROM chunks WHERE deleted IS NOT NULL AND deleted <= ?", (g,)
+                )),
+                dtype=np.int64,
             )
-            counts = self._conn.execute(
-                "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
-            ).fetchone()
-            has_locations = any(row[1] == "location" for row in self._conn.execute("PRAGMA table_info(chunks)"))
         except sqlite3.Error as exc:
             self.close()
             raise CorruptIndexError(f"{db}: unreadable: {exc}") from exc
-        self._columns = CHUNK_COLUMNS if has_locations else _LEGACY_CHUNK_COLUMNS
-        self._segments_column = "segments" if has_locations else "NULL"
-        if tuple(counts) != (self.manifest.documents, self.manifest.chunks):
+        self.dead_rows = len(dead)
+        self._backend = make_backend(manifest.dense, milvus_token=milvus_token)
+        if not dense:
+            self._backend.verify(self.path, manifest.segments)
+            return
+        try:
+            self._index = self._backend.open(self.path, manifest.dense, manifest.segments, manifest.dims, dead)
+            if self._index.dims != manifest.dims:
+                raise CorruptIndexError(
+                    f"{self.path}: holds {self._index.dims}-dim vectors but the manifest says {manifest.dims} "
+                    f"({manifest.embedding_model})"
+                )
+            if self._backend.exact_count and self._index.count() != manifest.chunks:
+                raise CorruptIndexError(
+                    f"{self.path}: holds {self._index.count()} live vectors; the manifest says {manifest.chunks}"
+                )
+        except BaseException:
             self.close()
-            raise CorruptIndexError(
-                f"{db}: holds {counts[0]} documents and {counts[1]} chunks; the manifest says "
-                f"{self.manifest.documents} and {self.manifest.chunks}"
-            )
-        if not faiss_backend:
-            try:
-                self._index = self._load_milvus()
-            except BaseException:
-                self.close()
-                raise
+            raise
 
-    def _load_dense(self, file: Path) -> DenseIndex:
-        return self._checked(FaissDense(file), str(file))
-
-    def _load_milvus(self) -> DenseIndex:
-        # The index root is two levels up (snapshots/<id>); a Lite file is stored relative to it.
-        entry = self.manifest.dense
-        uri = resolve_uri(entry["uri"], self.path.parent.parent)
-        index = load_milvus().MilvusDense(uri, entry["collection"], index=entry.get("index"),
-                                          token=self._milvus_token)
-        return self._checked(index, f"Milvus collection {entry['collection']} at {uri}")
-
-    def _checked(self, index: DenseIndex, where: str) -> DenseIndex:
-        if index.dims != self.manifest.dims:
-            index.close()
-            raise CorruptIndexError(
-                f"{where}: holds {index.dims}-dim vectors but the manifest says {self.manifest.dims} "
-                f"({self.manifest.embedding_model})"
-            )
-        count = index.count()
-        if count != self.manifest.chunks:
-            index.close()
-            raise CorruptIndexError(f"{where}: holds {count} vectors; the manifest says {self.manifest.chunks}")
-        return index
+    # -- SQLite -------------------------------------------------------------------
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -239,27 +264,42 @@ class Snapshot:
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise translate_sqlite_error(exc, self.path / "chunks.sqlite", "read chunks") from exc
+                raise translate_sqlite_error(exc, self.path / DB_NAME, "read chunks") from exc
 
-    def _rows_where_in(self, column: str, values: Sequence[Any]) -> list[Any]:
+    def _visible(self) -> tuple[int, int]:
+        return (self.manifest.generation, self.manifest.generation)
+
+    def _where_in(self, table: str, columns: str, column: str, values: Sequence[Any]) -> list[Any]:
         rows: list[Any] = []
         for start in range(0, len(values), _IN_BATCH):
-            batch = values[start : start + _IN_BATCH]
+            batch = list(values[start : start + _IN_BATCH])
             marks = ",".join("?" * len(batch))
-            rows += self._query(f"SELECT {self._columns} FROM chunks WHERE {column} IN ({marks})", batch)
+            rows += self._query(
+                f"SELECT {columns} FROM {table} WHERE {column} IN ({marks}) AND {VISIBLE}", [*batch, *self._visible()]
+            )
         return rows
 
-    def documents(self) -> dict[str, DocumentRecord]:
-        """Every document, by id, in the order they were published."""
-        rows = self._query(
-            "SELECT doc_id, source, content_hash, title, metadata, chunk_ids, text, "
-            f"{self._segments_column} FROM documents ORDER BY id"
-        )
+    def listing(self) -> list[DocumentEntry]:
+        """Every document's id, source and content hash (no texts), in id order."""
+        rows = self._query(f"SELECT doc_id, source, content_hash FROM documents WHERE {VISIBLE} ORDER BY id",
+                           self._visible())
+        return [DocumentEntry(*row) for row in rows]
+
+    def entries(self, doc_ids: Sequence[str]) -> dict[str, DocumentEntry]:
+        """The listing of these documents (those indexed), by id."""
+        rows = self._where_in("documents", "doc_id, source, content_hash", "doc_id", list(dict.fromkeys(doc_ids)))
+        return {row[0]: DocumentEntry(*row) for row in rows}
+
+    def documents(self, doc_ids: Sequence[str] | None = None) -> dict[str, DocumentRecord]:
+        """The documents with these ids (all of them if None), by id."""
+        if doc_ids is None:
+            rows = self._query(f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE {VISIBLE} ORDER BY id",
+                               self._visible())
+        else:
+            rows = sorted(self._where_in("documents", DOCUMENT_COLUMNS, "doc_id", list(dict.fromkeys(doc_ids))))
         return {
-            doc_id: DocumentRecord(
-                doc_id, source, content_hash, title, json.loads(meta), tuple(json.loads(ids)), text,
-                segments_from_json(segments),
-            )
+            doc_id: DocumentRecord(doc_id, source, content_hash, title, json.loads(meta), tuple(json.loads(ids)), text,
+                                   segments_from_json(segments))
             for doc_id, source, content_hash, title, meta, ids, text, segments in rows
         }
 
@@ -269,8 +309,9 @@ class Snapshot:
         Reads only the documents table, and not the document texts.
         """
         rows = self._query(
-            "SELECT doc_id, title, source, chunk_ids, metadata FROM documents ORDER BY id LIMIT ? OFFSET ?",
-            (limit, offset),
+            f"SELECT doc_id, title, source, chunk_ids, metadata FROM documents WHERE {VISIBLE} "
+            "ORDER BY id LIMIT ? OFFSET ?",
+            (*self._visible(), limit, offset),
         )
         page = [
             DocumentSummary(doc_id, title, source, len(json.loads(ids)), json.loads(meta))
@@ -278,22 +319,43 @@ class Snapshot:
         ]
         return page, self.manifest.documents
 
-    def chunks(self) -> list[Chunk]:
-        """Every chunk, in (document, ordinal) order."""
-        return [_row_to_chunk(row) for row in self._query(f"SELECT {self._columns} FROM chunks ORDER BY id")]
+    def chunks(self, doc_ids: Sequence[str] | None = None) -> list[Chunk]:
+        """The chunks of these documents (every chunk if None), in (document, ordinal) order."""
+        if doc_ids is None:
+            rows = self._query(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE {VISIBLE} ORDER BY id", self._visible())
+        else:
+            rows = sorted(self._where_in("chunks", CHUNK_COLUMNS, "doc_id", list(dict.fromkeys(doc_ids))))
+        return [row_to_chunk(row) for row in rows]
+
+    def chunk_count(self, doc_ids: Sequence[str]) -> int:
+        """How many chunks these documents have."""
+        return sum(self.chunk_counts(doc_ids).values())
+
+    def chunk_counts(self, doc_ids: Sequence[str]) -> dict[str, int]:
+        """How many chunks each of these documents has (documents not indexed are absent)."""
+        counts: dict[str, int] = {}
+        for (doc_id,) in self._where_in("chunks", "doc_id", "doc_id", list(dict.fromkeys(doc_ids))):
+            counts[doc_id] = counts.get(doc_id, 0) + 1
+        return counts
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         """The chunks with these ids, in the order asked.
 
         Raises:
-            StoreError: an id this snapshot does not hold (the message names it).
+            StoreError: an id this generation does not hold (the message names it).
         """
-        rows = self._rows_where_in("chunk_id", list(dict.fromkeys(chunk_ids)))
-        found = {row[1]: _row_to_chunk(row) for row in rows}
+        rows = self._where_in("chunks", CHUNK_COLUMNS, "chunk_id", list(dict.fromkeys(chunk_ids)))
+        found = {row[1]: row_to_chunk(row) for row in rows}
         for chunk_id in chunk_ids:
             if chunk_id not in found:
                 raise StoreError(f"chunk {chunk_id!r} is not in snapshot {self.manifest.snapshot}")
         return [found[chunk_id] for chunk_id in chunk_ids]
+
+    def rows(self, row_ids: Sequence[int]) -> dict[int, Chunk]:
+        """The visible chunks with these row ids (ids of rows not visible here are left out)."""
+        return {row[0]: row_to_chunk(row) for row in self._where_in("chunks", CHUNK_COLUMNS, "id", list(row_ids))}
+
+    # -- dense --------------------------------------------------------------------
 
     def search(self, queries: np.ndarray, k: int) -> list[list[ScoredChunk]]:
         """Nearest chunks by inner product.
@@ -317,7 +379,7 @@ class Snapshot:
                 f"{self.manifest.embedding_model} ({self.manifest.dims} dims)",
                 hint="search with the model the index was built with, or index again",
             )
-        k = operator.index(k)  # SWIG rejects numpy integers
+        k = operator.index(k)
         if k < 0:
             raise ValueError(f"k must not be negative, got {k}")
         take = min(k, self.manifest.chunks)
@@ -326,42 +388,107 @@ class Snapshot:
         index = self._index
         if index is None:
             raise StoreError(f"{self.path}: snapshot is closed")
-        scores, ids = index.search(np.ascontiguousarray(array), take)
-        wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
-        by_row = {row[0]: _row_to_chunk(row) for row in self._rows_where_in("id", wanted)}
-        if len(by_row) != len(wanted):
-            raise CorruptIndexError(f"{self.path}: the dense index holds ids that chunks.sqlite does not")
-        return [
-            [ScoredChunk(by_row[int(i)], float(s)) for s, i in zip(score_row, id_row) if i >= 0]
-            for score_row, id_row in zip(scores, ids)
-        ]
+        exact = self._backend.exact_count
+        # A backend that cannot mask deletions (Milvus) is asked for more, and again for more if short.
+        want = take if exact else take + self.dead_rows
+        while True:
+            scores, ids = index.search(np.ascontiguousarray(array), want)
+            found = self.rows(sorted({int(i) for i in ids.ravel() if i >= 0}))
+            results = [
+                [ScoredChunk(found[int(i)], float(s)) for s, i in zip(score_row, id_row) if int(i) in found][:take]
+                for score_row, id_row in zip(scores, ids)
+            ]
+            if exact:
+                if any(int(i) >= 0 and int(i) not in found for i in ids.ravel()):
+                    raise CorruptIndexError(f"{self.path}: the dense index holds ids that {DB_NAME} does not")
+                return results
+            short = any(len(r) < take and (id_row >= 0).sum() >= want for r, id_row in zip(results, ids))
+            if not short or want >= 16_384:
+                return results
+            want *= 2
 
     def vectors_for(self, chunk_ids: Sequence[str]) -> np.ndarray:
         """The stored vectors of these chunks, shape (len(chunk_ids), dims), in the order asked.
 
         Raises:
-            StoreError: an id this snapshot does not hold.
+            StoreError: an id this generation does not hold.
         """
-        rows = {row[1]: row[0] for row in self._rows_where_in("chunk_id", list(dict.fromkeys(chunk_ids)))}
+        rows = {row[1]: row[0] for row in self._where_in("chunks", "id, chunk_id", "chunk_id",
+                                                         list(dict.fromkeys(chunk_ids)))}
         missing = [c for c in chunk_ids if c not in rows]
         if missing:
             raise StoreError(f"chunk {missing[0]!r} is not in snapshot {self.manifest.snapshot}")
-        if self._index is None:
-            raise StoreError(f"{self.path}: snapshot is closed")
         if not chunk_ids:
             return np.zeros((0, self.manifest.dims), dtype=np.float32)
-        keys = np.array([rows[c] for c in chunk_ids], dtype=np.int64)
-        return self._index.reconstruct(keys)
+        index = self._index
+        if index is None:
+            raise StoreError(f"{self.path}: snapshot is closed")
+        return index.reconstruct(np.array([rows[c] for c in chunk_ids], dtype=np.int64))
+
+    # -- lexical ------------------------------------------------------------------
+
+    def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """BM25 over the stored terms: (row id, score) of the best `k` visible chunks, best first."""
+        return [(i, score) for i, score, _ in self._lexical_hits(query, k)]
+
+    def _lexical_hits(self, query: str, k: int) -> list[tuple[int, float, Chunk]]:
+        if k < 1:
+            return []
+        if self._terms is None:
+            self._terms = Terms()
+        match = self._terms.match(query)
+        if match is None:
+            return []
+        # FTS5 ranks without looking at generations (a join per match costs more than the
+        # ranking): ask for as many more as there are dead rows, drop what this generation
+        # does not see, and ask again for more in the rare case that was not enough.
+        want = k + self.dead_rows
+        while True:
+            # bm25() is lower-is-better; its statistics cover every row of the file (global IDF).
+            rows = self._query(
+                "SELECT rowid, -bm25(lexical) AS score FROM lexical WHERE lexical MATCH ? "
+                "ORDER BY bm25(lexical), rowid LIMIT ?", [match, want],
+            )
+            found = self.rows([int(i) for i, _ in rows])
+            hits = [(int(i), float(s), found[int(i)]) for i, s in rows if int(i) in found]
+            if len(hits) >= k or len(rows) < want:
+                return hits[:k]
+            want *= 2
+
+    def term_rarity(self, word: str) -> float:
+        """BM25's idf of a word's term, log(1 + (N - df + 0.5) / (df + 0.5)); 0.0 if no chunk holds it."""
+        if self._terms is None:
+            self._terms = Terms()
+        term = self._terms.stem(word)
+        if not term or not self.manifest.chunks:
+            return 0.0
+        with self._lock:
+            if self._conn is None:
+                raise StoreError(f"{self.path}: snapshot is closed")
+            try:
+                row = self._conn.execute("SELECT doc FROM temp.lexical_terms WHERE term = ?", (term,)).fetchone()
+            except sqlite3.Error as exc:
+                raise translate_sqlite_error(exc, self.path / DB_NAME, "read terms") from exc
+        df = int(row[0]) if row else 0
+        if df == 0:
+            return 0.0
+        n = self.manifest.chunks + self.dead_rows  # the statistics FTS5 ranks with
+        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+    def lexical(self) -> LexicalView:
+        """The lexical index of this generation, searched by query text."""
+        return LexicalView(self)
+
+    # -- lifetime -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the files; closing twice is fine."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            if self._index is not None:
-                self._index.close()
-                self._index = None
+        if self._index is not None:
+            self._index.close()
+            self._index = None
 
     def __enter__(self) -> Snapshot:
         return self
@@ -370,3 +497,21 @@ class Snapshot:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class LexicalView:
+    """A generation's BM25 index: `search(query, k)` -> scored chunks (hits read from disk only)."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def __len__(self) -> int:
+        return self.snapshot.manifest.chunks
+
+    def rarity(self, word: str) -> float:
+        """How rare `word` is among the chunks: BM25's idf of its term; 0.0 for a word no chunk holds."""
+        return self.snapshot.term_rarity(word)
+
+    def search(self, query: str, k: int) -> list[ScoredChunk]:
+        """Chunks that share terms with `query`, best first; chunks scoring 0 are left out."""
+        return [ScoredChunk(chunk, s) for _, s, chunk in self.snapshot._lexical_hits(query, k) if s > 0]

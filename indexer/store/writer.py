@@ -1,4 +1,14 @@
-"""Building a snapshot and publishing it: IndexWriter, then garbage collection of old snapshots."""
+"""Writing the index: a full publish (a new snapshot), an update (a new generation), compaction.
+
+A full publish builds a snapshot in `snapshots/.tmp-<id>/`, renames it into place
+and points CURRENT at it. An update writes into the current snapshot without
+copying it: one SQLite transaction adds the new rows and tombstones the replaced
+ones under the next generation number, the new vectors go to a new segment, and
+only then CURRENT names that generation. A crash before CURRENT flips leaves
+rows no reader sees (their generation is not published); the next writer deletes
+them. Compaction is a full publish of what is live, copied by SQLite and the
+dense backend without going through Python objects.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,7 @@ import os
 import secrets
 import sqlite3
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -15,19 +26,27 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import CorruptIndexError, DimensionMismatchError, IoragError, StoreError
+from ..lexical import Terms
 from ..models import Chunk, segments_json
-from .backends import DenseTarget, collection_name, dense_entry, is_local, load_milvus, resolve_uri
+from .backends import DENSE_MARKER, DenseTarget, dense_entry, is_local, load_milvus, resolve_uri, collection_name
 from .cache import EmbeddingCache
-from .dense import write_dense
+from .dense import make_backend
+from .dense.faiss import ANN_MIN_ROWS, new_segment_name
 from .durable import fsync_path, remove_tree, write_durably
-from .snapshot import CHUNK_COLUMNS, FORMAT, SCHEMA, SNAPSHOT_ID, DocumentRecord, Manifest
+from .snapshot import (
+    CHUNK_COLUMNS, DB_NAME, FORMAT, SCHEMA, SNAPSHOT_ID, VISIBLE, DocumentRecord, Manifest,
+)
 
 if TYPE_CHECKING:
     from .directory import IndexDirectory
 
 _TMP_PREFIX = ".tmp-"
-#: Written first in a Milvus build: names the collection so an unfinished build can be cleaned up.
-_DENSE_MARKER = "dense.json"
+#: More segments than this and the small ones (all but the first) are merged into one.
+MAX_SEGMENTS = 8
+#: Compact automatically once tombstones are this share of the rows, and at least COMPACT_MIN_DEAD.
+COMPACT_DEAD_FRACTION = 0.25
+COMPACT_MIN_DEAD = 1_000
+_IN_BATCH = 900
 
 
 def _new_snapshot_id() -> str:
@@ -35,37 +54,42 @@ def _new_snapshot_id() -> str:
     return f"{time.time_ns():020d}-{secrets.token_hex(4)}"
 
 
-def _write_chunks_db(path: Path, documents: Sequence[DocumentRecord], chunks: Sequence[Chunk]) -> None:
-    """Write chunks.sqlite in one transaction; chunk row ids are 1..n in the order given."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        # A half-written file here is thrown away with its .tmp directory, so no journal is
-        # needed; durability comes from the explicit fsync after close.
-        conn.execute("PRAGMA journal_mode = OFF")
-        conn.execute("PRAGMA synchronous = OFF")
-        conn.executescript(SCHEMA)
-        conn.execute("BEGIN")
-        conn.executemany(
-            "INSERT INTO documents (id, doc_id, source, content_hash, title, metadata, chunk_ids, text, segments)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (i, d.doc_id, d.source, d.content_hash, d.title, _dump_metadata(d), json.dumps(list(d.chunk_ids)),
-                 d.text, segments_json(d.segments) if d.segments else None)
-                for i, d in enumerate(documents, start=1)
-            ],
-        )
-        conn.executemany(
-            f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (i, c.chunk_id, c.doc_id, c.ordinal, c.text, c.start, c.end, c.tokens, c.title,
-                 json.dumps(list(c.headings)), json.dumps(dict(c.location), sort_keys=True) if c.location else None)
-                for i, c in enumerate(chunks, start=1)
-            ],
-        )
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    fsync_path(path)
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # WAL: readers in other processes keep reading while a write commits; FULL: a commit is on disk.
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def _insert(
+    conn: sqlite3.Connection, generation: int, documents: Sequence[DocumentRecord], chunks: Sequence[Chunk],
+    terms: Terms,
+) -> np.ndarray:
+    """Insert documents, chunks and their BM25 terms (inside the caller's transaction); the chunks' row ids."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+    first = (row[0] if row else 0) + 1
+    ids = np.arange(first, first + len(chunks), dtype=np.int64)
+    conn.executemany(
+        "INSERT INTO documents (doc_id, source, content_hash, title, metadata, chunk_ids, text, segments, added)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(d.doc_id, d.source, d.content_hash, d.title, _dump_metadata(d), json.dumps(list(d.chunk_ids)), d.text,
+          segments_json(d.segments) if d.segments else None, generation) for d in documents],
+    )
+    conn.executemany(
+        f"INSERT INTO chunks ({CHUNK_COLUMNS}, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(int(i), c.chunk_id, c.doc_id, c.ordinal, c.text, c.start, c.end, c.tokens, c.title,
+          json.dumps(list(c.headings)), _dump_location(c), generation) for i, c in zip(ids, chunks)],
+    )
+    conn.executemany(
+        "INSERT INTO lexical (rowid, header, body) VALUES (?, ?, ?)",
+        [(int(i), header, body) for i, (header, body) in zip(ids, terms.of_chunks(chunks))],
+    )
+    return ids
 
 
 def _dump_metadata(record: DocumentRecord) -> str:
@@ -73,6 +97,15 @@ def _dump_metadata(record: DocumentRecord) -> str:
         return json.dumps(dict(record.metadata), sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"document {record.doc_id!r}: metadata is not JSON-serializable: {exc}") from exc
+
+
+def _dump_location(chunk: Chunk) -> str | None:
+    if chunk.location is None:
+        return None
+    try:
+        return json.dumps(dict(chunk.location), sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"chunk {chunk.chunk_id!r}: location is not JSON-serializable: {exc}") from exc
 
 
 def _check_publish_input(
@@ -120,24 +153,53 @@ def _check_publish_input(
     return [chunks[i] for i in order], array[order]
 
 
-def _write_current(root: Path, snapshot_id: str) -> None:
-    """Point CURRENT at a snapshot: temp file in the same directory, fsync, rename, fsync the directory."""
+def write_current(root: Path, manifest: Manifest, previous: Manifest | None) -> None:
+    """Point CURRENT at a generation: temp file in the same directory, fsync, rename, fsync the directory.
+
+    CURRENT also names the generation it replaced, whose files are kept for readers still on it.
+    """
+    data = manifest.to_json()
+    if previous is not None:
+        data["previous"] = {"snapshot": previous.snapshot, "segments": [s["name"] for s in previous.segments]}
     tmp = root / f"CURRENT.tmp-{secrets.token_hex(4)}"
-    write_durably(tmp, json.dumps({"format": FORMAT, "snapshot": snapshot_id}).encode())
+    write_durably(tmp, json.dumps(data, indent=1, sort_keys=True).encode())
     os.replace(tmp, root / "CURRENT")
     fsync_path(root, directory=True)
 
 
 class IndexWriter:
-    """Publishes snapshots; exists only inside `IndexDirectory.writer()`, which holds the lock."""
+    """Publishes generations; exists only inside `IndexDirectory.writer()`, which holds the lock."""
 
-    def __init__(self, directory: IndexDirectory, cache: EmbeddingCache) -> None:
+    def __init__(self, directory: IndexDirectory, cache: EmbeddingCache, ann_min_rows: int = ANN_MIN_ROWS) -> None:
         self.directory = directory
         self.cache = cache
+        self.ann_min_rows = ann_min_rows
         self._closed = False
+        self._terms: Terms | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._conn_snapshot: str | None = None
+        self._fallback = False
 
     def _close(self) -> None:
         self._closed = True
+        self._release_db()
+
+    def _release_db(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = self._conn_snapshot = None
+
+    def _live(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.directory.root}: this writer is closed")
+
+    @property
+    def terms(self) -> Terms:
+        if self._terms is None:
+            self._terms = Terms()
+        return self._terms
+
+    # -- full publish --------------------------------------------------------------
 
     def publish(
         self,
@@ -150,7 +212,7 @@ class IndexWriter:
         extra: Mapping[str, Any] | None = None,
         dense: DenseTarget | None = None,
     ) -> Manifest:
-        """Write a complete snapshot and make it the current one.
+        """Write a complete new snapshot and make it the current one (first build, new model, new chunking).
 
         Chunks are stored in (document order, ordinal) order whatever order they come in.
         Afterwards only this snapshot and the one it replaced are kept.
@@ -162,63 +224,50 @@ class IndexWriter:
             chunks: every chunk; each belongs to one of `documents`.
             vectors: float32, shape (len(chunks), dims); row i belongs to chunks[i].
             extra: JSON-serializable facts kept in the manifest (chunking settings, ...).
-            dense: where the vectors go; None: dense.faiss in the snapshot directory. With
+            dense: where the vectors go; None: FAISS segments in the snapshot directory. With
                 Milvus, the snapshot's collection is filled and flushed before CURRENT flips.
-
-        Returns:
-            The new snapshot's manifest.
 
         Raises:
             DimensionMismatchError: vectors are not (n, dims).
             StoreError: inconsistent input (names the id) or a failed write.
             ConfigError: Milvus asked for but pymilvus is not installed.
         """
-        if self._closed:
-            raise StoreError(f"{self.directory.root}: this writer is closed")
+        self._live()
         if not embedding_model:
             raise StoreError("embedding_model must not be empty")
         dims = operator.index(dims)  # a numpy integer would not survive json.dumps
         ordered, array = _check_publish_input(dims, documents, chunks, vectors)
-        try:
-            extra_json = json.loads(json.dumps(dict(extra or {})))
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"publish extra is not JSON-serializable: {exc}") from exc
-        root, snapshots = self.directory.root, self.directory.snapshots_dir
-        try:
-            previous: str | None = self.directory.current_id()
-        except CorruptIndexError:
-            # CURRENT is damaged: keep the newest snapshot as the fallback instead.
-            names = [p.name for p in snapshots.iterdir()] if snapshots.is_dir() else []
-            previous = max(filter(SNAPSHOT_ID.match, names), default=None)
-        snapshot_id = _new_snapshot_id()
-        tmp = snapshots / f"{_TMP_PREFIX}{snapshot_id}"
+        extra_json = _json_extra(extra)
         target = dense or DenseTarget()
-        entry: dict[str, Any] = {"backend": "faiss"}
-        milvus = None
+        entry: dict[str, Any] = {"backend": target.backend}
         if target.backend == "milvus":
-            milvus = load_milvus()  # before any file is written: a missing extra is a ConfigError
-            entry = {"backend": "milvus", "uri": target.stored_uri(root), "collection": collection_name(snapshot_id)}
-            entry["index"] = milvus.choose_index(resolve_uri(entry["uri"], root))
-        manifest = Manifest(FORMAT, snapshot_id, embedding_model, dims, len(documents), len(ordered),
-                            datetime.now(timezone.utc).isoformat(timespec="milliseconds"), extra_json, entry)
+            load_milvus()  # before any file is written: a missing extra is a ConfigError
+            entry["uri"] = target.stored_uri(self.directory.root)
+        backend = make_backend(entry, ann_min_rows=self.ann_min_rows, milvus_token=self.directory.milvus_token)
+        previous = self._previous_for_publish()
+        snapshot_id = _new_snapshot_id()
+        snapshots = self.directory.snapshots_dir
+        tmp = snapshots / f"{_TMP_PREFIX}{snapshot_id}"
         try:
-            if not snapshots.is_dir():
-                snapshots.mkdir()
-                fsync_path(root, directory=True)
+            self._ensure_snapshots_dir()
             tmp.mkdir()
-            _write_chunks_db(tmp / "chunks.sqlite", documents, ordered)
-            if milvus is None:
-                write_dense(tmp / "dense.faiss", array, dims)
-            else:
-                # The marker goes first, so the collection of a crashed build is found and dropped.
-                write_durably(tmp / _DENSE_MARKER, json.dumps(entry).encode())
-                milvus.write_collection(resolve_uri(entry["uri"], root), entry["collection"], array, dims,
-                                        index=entry["index"], token=self.directory.milvus_token)
-            _write_manifest(tmp, manifest, previous)
+            conn = _connect(tmp / DB_NAME)
+            try:
+                conn.executescript(SCHEMA)
+                conn.execute("BEGIN")
+                ids = _insert(conn, 1, documents, ordered, self.terms)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()  # checkpoints the WAL into the file
+            fsync_path(tmp / DB_NAME)
+            entry = backend.create(tmp, snapshot_id, dims)
+            segments = backend.add(tmp, entry, [], new_segment_name(1), ids, array)
             fsync_path(tmp, directory=True)
             os.rename(tmp, snapshots / snapshot_id)
             fsync_path(snapshots, directory=True)
-            _write_current(root, snapshot_id)
+            manifest = Manifest(FORMAT, snapshot_id, embedding_model, dims, len(documents), len(ordered), _now(),
+                                extra_json, entry, 1, tuple(segments), 0)
+            write_current(self.directory.root, manifest, previous)
         except (OSError, sqlite3.Error) as exc:
             self._discard(tmp)
             raise StoreError(f"cannot write snapshot {snapshot_id} in {snapshots}: {exc}") from exc
@@ -228,22 +277,241 @@ class IndexWriter:
         except BaseException:
             self._discard(tmp)
             raise
-        self._collect_garbage(keep={snapshot_id, previous} if previous else {snapshot_id}, dense=entry)
+        self._release_db()
+        self._collect_garbage(manifest, previous)
         return manifest
+
+    def _previous_for_publish(self) -> Manifest | None:
+        self._fallback = False
+        try:
+            return self.directory.current_manifest()
+        except (CorruptIndexError, StoreError):
+            # Damaged or old-format CURRENT: this publish replaces it, keeping the newest snapshot.
+            self._fallback = True
+            return None
+
+    def _ensure_snapshots_dir(self) -> None:
+        snapshots = self.directory.snapshots_dir
+        if not snapshots.is_dir():
+            snapshots.mkdir()
+            fsync_path(self.directory.root, directory=True)
+
+    # -- incremental update ------------------------------------------------------------
+
+    def update(
+        self,
+        *,
+        upserts: Sequence[DocumentRecord],
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        deletes: Sequence[str] = (),
+        extra: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Add or replace `upserts` and remove `deletes` in the current snapshot, as one new generation.
+
+        Costs what changed: the replaced and removed documents' rows are tombstoned, the
+        new chunks inserted and their vectors written as one new segment.
+
+        Args:
+            upserts: documents to add or replace (by id), each listing its chunk ids by ordinal.
+            chunks: every chunk of `upserts`.
+            vectors: float32, shape (len(chunks), dims).
+            deletes: ids of documents to remove (unknown ids are ignored).
+            extra: replaces the manifest's extra when given.
+
+        Raises:
+            StoreError: nothing published yet, inconsistent input, or a failed write.
+        """
+        self._live()
+        current = self.directory.current_manifest()
+        if current is None:
+            raise StoreError(f"{self.directory.root}: nothing to update; publish a first index")
+        ordered, array = _check_publish_input(current.dims, upserts, chunks, vectors)
+        extra_json = _json_extra(extra) if extra is not None else dict(current.extra)
+        g = current.generation + 1
+        path = self.directory.snapshots_dir / current.snapshot
+        backend = make_backend(current.dense, ann_min_rows=self.ann_min_rows, milvus_token=self.directory.milvus_token)
+        conn = self._db(current)
+        gone = sorted({*deletes, *(d.doc_id for d in upserts)})
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                gone_docs = gone_chunks = 0
+                for start in range(0, len(gone), _IN_BATCH):
+                    batch = gone[start : start + _IN_BATCH]
+                    marks = ",".join("?" * len(batch))
+                    gone_docs += conn.execute(
+                        f"UPDATE documents SET deleted = ? WHERE doc_id IN ({marks}) AND deleted IS NULL", [g, *batch]
+                    ).rowcount
+                    gone_chunks += conn.execute(
+                        f"UPDATE chunks SET deleted = ? WHERE doc_id IN ({marks}) AND deleted IS NULL", [g, *batch]
+                    ).rowcount
+                ids = _insert(conn, g, upserts, ordered, self.terms)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            segments = backend.add(path, current.dense, current.segments, new_segment_name(g), ids, array)
+            segments = self._merge_small(backend, path, current, segments, g)
+            manifest = replace(
+                current, generation=g, documents=current.documents - gone_docs + len(upserts),
+                chunks=current.chunks - gone_chunks + len(ordered), dead=current.dead + gone_chunks,
+                segments=tuple(segments), extra=extra_json, created_at=_now(),
+            )
+            write_current(self.directory.root, manifest, current)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot write generation {g} of {path}: {exc}") from exc
+        except UnicodeEncodeError as exc:
+            raise StoreError(f"{_unencodable(upserts, ordered)} is not valid Unicode: {exc}") from exc
+        finally:
+            if self.directory.current_version() != f"{current.snapshot}/{g}":
+                # Not published: reopening the database undoes the rows this write committed.
+                self._release_db()
+        backend.collect(path, {s["name"] for s in (*manifest.segments, *current.segments)})
+        if manifest.dead >= COMPACT_MIN_DEAD and manifest.dead > COMPACT_DEAD_FRACTION * (manifest.chunks + manifest.dead):
+            return self.compact()
+        return manifest
+
+    def _merge_small(self, backend: Any, path: Path, current: Manifest, segments: list[dict[str, Any]],
+                     g: int) -> list[dict[str, Any]]:
+        """Keep the segment count bounded: merge the small tail, or everything once the tail is big."""
+        if len(segments) <= MAX_SEGMENTS:
+            return segments
+        dead = self._dead_ids(current.generation)
+        tail_rows = sum(int(s["rows"]) for s in segments[1:])
+        start = 0 if tail_rows * 2 >= int(segments[0]["rows"]) else 1
+        merged = backend.merge(path, current.dense, segments[start:], path, current.dense,
+                               new_segment_name(g) + "-m", dead)
+        return [*segments[:start], *merged]
+
+    def _dead_ids(self, generation: int) -> np.ndarray:
+        assert self._conn is not None
+        return np.fromiter(
+            (r[0] for r in self._conn.execute("SELECT id FROM chunks WHERE deleted IS NOT NULL")), dtype=np.int64
+        )
+
+    def _db(self, current: Manifest) -> sqlite3.Connection:
+        """The writer's connection to the current snapshot, after undoing any unpublished write."""
+        if self._conn is not None and self._conn_snapshot == current.snapshot:
+            return self._conn
+        self._release_db()
+        path = self.directory.snapshots_dir / current.snapshot
+        try:
+            conn = _connect(path / DB_NAME)
+        except sqlite3.Error as exc:
+            raise CorruptIndexError(f"{path / DB_NAME}: unreadable: {exc}") from exc
+        self._conn, self._conn_snapshot = conn, current.snapshot
+        self._rollback_unpublished(current, path)
+        return conn
+
+    def _rollback_unpublished(self, current: Manifest, path: Path) -> None:
+        """Delete rows of generations CURRENT never named (a writer died before publishing them)."""
+        assert self._conn is not None
+        conn, g = self._conn, current.generation
+        orphans = np.fromiter((r[0] for r in conn.execute("SELECT id FROM chunks WHERE added > ?", (g,))),
+                              dtype=np.int64)
+        stale = conn.execute("SELECT count(*) FROM chunks WHERE deleted > ?", (g,)).fetchone()[0]
+        if len(orphans) or stale:
+            make_backend(current.dense, milvus_token=self.directory.milvus_token).discard(path, current.dense, orphans)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM lexical WHERE rowid IN (SELECT id FROM chunks WHERE added > ?)", (g,))
+            for table in ("chunks", "documents"):
+                conn.execute(f"DELETE FROM {table} WHERE added > ?", (g,))
+                conn.execute(f"UPDATE {table} SET deleted = NULL WHERE deleted > ?", (g,))
+            conn.execute("COMMIT")
+        previous = self.directory.previous_segments()
+        make_backend(current.dense, milvus_token=self.directory.milvus_token).collect(path, {s["name"] for s in current.segments} | previous)
+
+    # -- compaction -------------------------------------------------------------------
+
+    def compact(self) -> Manifest | None:
+        """Rewrite the current generation as a new snapshot holding only live rows, in one segment.
+
+        The only full rewrite besides a first build; readers keep the old snapshot until
+        they reload. None if nothing is published.
+        """
+        self._live()
+        current = self.directory.current_manifest()
+        if current is None:
+            return None
+        self._db(current)  # undo an unpublished write first
+        self._release_db()
+        source = self.directory.snapshots_dir / current.snapshot
+        snapshot_id = _new_snapshot_id()
+        snapshots = self.directory.snapshots_dir
+        tmp = snapshots / f"{_TMP_PREFIX}{snapshot_id}"
+        g = current.generation
+        try:
+            tmp.mkdir()
+            conn = _connect(tmp / DB_NAME)
+            try:
+                conn.executescript(SCHEMA)
+                conn.execute("ATTACH DATABASE ? AS old", (f"{(source / DB_NAME).resolve().as_uri()}?mode=ro",))
+                conn.execute("BEGIN")
+                conn.execute(
+                    "INSERT INTO documents (doc_id, source, content_hash, title, metadata, chunk_ids, text, segments, added) "
+                    "SELECT doc_id, source, content_hash, title, metadata, chunk_ids, text, segments, 1 FROM old.documents "
+                    f"WHERE {VISIBLE} ORDER BY id", (g, g),
+                )
+                conn.execute(
+                    f"INSERT INTO chunks ({CHUNK_COLUMNS}, added) SELECT {CHUNK_COLUMNS}, 1 FROM old.chunks "
+                    f"WHERE {VISIBLE} ORDER BY id", (g, g),
+                )
+                conn.execute(
+                    "INSERT INTO lexical (rowid, header, body) SELECT rowid, header, body FROM old.lexical "
+                    "WHERE rowid IN (SELECT id FROM main.chunks)"
+                )
+                conn.execute("COMMIT")
+                dead = np.fromiter(
+                    (r[0] for r in conn.execute(
+                        "SELECT id FROM old.chunks WHERE deleted IS NOT NULL AND deleted <= ?", (g,)
+                    )),
+                    dtype=np.int64,
+                )
+                conn.execute("DETACH DATABASE old")
+            finally:
+                conn.close()
+            fsync_path(tmp / DB_NAME)
+            backend = make_backend(current.dense, ann_min_rows=self.ann_min_rows, milvus_token=self.directory.milvus_token)
+            entry = backend.create(tmp, snapshot_id, current.dims)
+            segments = backend.merge(source, current.dense, current.segments, tmp, entry, new_segment_name(1), dead)
+            fsync_path(tmp, directory=True)
+            os.rename(tmp, snapshots / snapshot_id)
+            fsync_path(snapshots, directory=True)
+            manifest = replace(current, snapshot=snapshot_id, generation=1, dead=0, segments=tuple(segments),
+                               dense=entry, created_at=_now())
+            write_current(self.directory.root, manifest, current)
+        except (OSError, sqlite3.Error) as exc:
+            self._discard(tmp)
+            raise StoreError(f"cannot compact {source} into {tmp}: {exc}") from exc
+        except BaseException:
+            self._discard(tmp)
+            raise
+        self._collect_garbage(manifest, current)
+        return manifest
+
+    # -- garbage --------------------------------------------------------------------------
 
     def _discard(self, build: Path) -> None:
         """Remove a failed build and, best effort, its Milvus collection (GC retries a failed drop)."""
         if _drop_collection_of(build, self.directory.root, self.directory.milvus_token):
             remove_tree(build)
 
-    def _collect_garbage(self, keep: set[str], dense: Mapping[str, Any]) -> None:
-        """Delete unfinished builds and every snapshot but `keep` (safe: we hold the lock).
+    def _collect_garbage(self, manifest: Manifest, previous: Manifest | None) -> None:
+        """Delete unfinished builds and every snapshot but the current and the previous one.
 
         A snapshot's Milvus collection is dropped before its directory goes, so a failed
         drop keeps the directory and the next publish tries again. Best effort: the
-        snapshot is already published, and nothing here fails the publish.
+        new generation is already published, and nothing here fails it.
         """
         root = self.directory.root
+        keep = {manifest.snapshot}
+        if previous is not None:
+            keep.add(previous.snapshot)
+        elif self._fallback:
+            # CURRENT was damaged: keep the newest other snapshot as the fallback instead.
+            names = [p.name for p in self.directory.snapshots_dir.iterdir() if SNAPSHOT_ID.match(p.name)]
+            keep.add(max((n for n in names if n != manifest.snapshot), default=manifest.snapshot))
         try:
             for entry in self.directory.snapshots_dir.iterdir():
                 unfinished = entry.name.startswith(_TMP_PREFIX)
@@ -254,25 +522,30 @@ class IndexWriter:
                 entry.unlink(missing_ok=True)
         except OSError:
             pass
-        if dense.get("backend") == "milvus" and is_local(dense["uri"]):
-            _sweep_lite_file(root, dense["uri"], keep)
+        if manifest.dense.get("backend") == "milvus" and is_local(str(manifest.dense["uri"])):
+            _sweep_lite_file(root, str(manifest.dense["uri"]), keep)
+
+
+def _json_extra(extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    try:
+        return json.loads(json.dumps(dict(extra or {})))  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"publish extra is not JSON-serializable: {exc}") from exc
 
 
 def _drop_collection_of(snapshot_dir: Path, root: Path, token: str | None) -> bool:
     """Drop the Milvus collection a snapshot (or an unfinished build) names; False if that failed."""
-    for name in ("manifest.json", _DENSE_MARKER):
-        try:
-            data = json.loads((snapshot_dir / name).read_bytes())
-            entry = dense_entry(data if name == "manifest.json" else {"dense": data}, snapshot_dir / name)
-        except (OSError, ValueError, CorruptIndexError, AttributeError):
-            continue
-        if entry["backend"] != "milvus":
-            return True
-        try:
-            load_milvus().drop_collection(resolve_uri(entry["uri"], root), entry["collection"], token)
-        except IoragError:
-            return False
+    try:
+        data = json.loads((snapshot_dir / DENSE_MARKER).read_bytes())
+        entry = dense_entry({"dense": data}, snapshot_dir / DENSE_MARKER)
+    except (OSError, ValueError, CorruptIndexError, AttributeError):
         return True
+    if entry["backend"] != "milvus":
+        return True
+    try:
+        load_milvus().drop_collection(resolve_uri(entry["uri"], root), entry["collection"], token)
+    except IoragError:
+        return False
     return True
 
 
@@ -311,25 +584,3 @@ def _unencodable(documents: Sequence[DocumentRecord], chunks: Sequence[Chunk]) -
             except UnicodeEncodeError:
                 return f"document {record.doc_id!r}"
     return "some text"
-
-
-def _write_manifest(directory: Path, manifest: Manifest, previous: str | None) -> None:
-    faiss_backend = manifest.dense["backend"] == "faiss"
-    files = ("chunks.sqlite", "dense.faiss") if faiss_backend else ("chunks.sqlite",)
-    data = {
-        "format": manifest.format,
-        "snapshot": manifest.snapshot,
-        "embedding_model": manifest.embedding_model,
-        "dims": manifest.dims,
-        "documents": manifest.documents,
-        "chunks": manifest.chunks,
-        "created_at": manifest.created_at,
-        "previous": previous,
-        "index": {"type": "IndexIDMap2(IndexFlatIP)", "metric": "inner_product", "ids": "chunks.id"}
-        if faiss_backend else {"type": f"Milvus {manifest.dense.get('index', {}).get('type', 'FLAT')}",
-                               "metric": "IP", "ids": "chunks.id"},
-        "files": {name: {"bytes": (directory / name).stat().st_size} for name in files},
-        "dense": dict(manifest.dense),
-        "extra": dict(manifest.extra),
-    }
-    write_durably(directory / "manifest.json", json.dumps(data, indent=2, sort_keys=True).encode())

@@ -72,7 +72,7 @@ class MilvusSetup:
 
     def collections(self, root: Path) -> set[str]:
         """The `iorag_` collections where `root`'s index keeps vectors (a server's are shared)."""
-        from indexer.store.milvus import list_collections
+        from indexer.store.dense.milvus import list_collections
 
         return set(list_collections(self.connect_uri(root), "iorag_", self.token))
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
+import pytest
+
+from indexer.errors import StoreError
 from indexer.chunking import ChunkingConfig, chunk_document
 from indexer.models import Document, Segment
 from indexer.pipeline import Indexer
@@ -115,19 +117,15 @@ def test_list_documents_pages(tmp_path: Path) -> None:
     assert page[0].chunks == 1 and page[0].metadata == {"n": 1} and page[0].source == ""
 
 
-def test_a_snapshot_from_before_locations_is_still_read(tmp_path: Path) -> None:
+def test_an_index_from_before_locations_is_refused_with_how_to_rebuild(tmp_path: Path) -> None:
+    # Indexes of the format before generations (format 1, which had no locations) are not
+    # migrated: opening one says to rebuild, and rebuilding reuses the cached vectors.
     index = tmp_path / "idx"
     Indexer(index, embedder=HashEmbedder()).add_documents([paged("One.", "Two.")])
-    snap_dir = IndexDirectory(index).snapshots_dir / IndexDirectory(index).current_id()
-    db = snap_dir / "chunks.sqlite"
-    # Rewrite it as the previous version did: no location or segments columns.
-    with sqlite3.connect(db) as conn:
-        conn.execute("ALTER TABLE chunks DROP COLUMN location")
-        conn.execute("ALTER TABLE documents DROP COLUMN segments")
-    sqlite3.connect(db).execute("VACUUM").connection.close()
-    manifest = json.loads((snap_dir / "manifest.json").read_text())
-    manifest["files"]["chunks.sqlite"]["bytes"] = db.stat().st_size
-    (snap_dir / "manifest.json").write_text(json.dumps(manifest))
-    with IndexDirectory(index).open_current() as snap:
-        assert [c.location for c in snap.chunks()] == [None, None]
-        assert snap.documents()["doc.pdf"].segments == ()
+    snapshot = IndexDirectory(index).current_id()
+    (index / "CURRENT").write_text(json.dumps({"format": 1, "snapshot": snapshot}))
+    with pytest.raises(StoreError, match="index format 1 is not readable by this version.*rebuild") as info:
+        IndexDirectory(index).open_current()
+    assert "iorag index" in (info.value.hint or "")
+
+

@@ -23,7 +23,7 @@ from indexer import Document, Indexer
 from indexer.errors import ConfigError, StoreError
 from indexer.store import IndexDirectory
 from indexer.store.backends import DenseTarget, collection_name, load_milvus
-from indexer.store.milvus import HNSW, drop_collection, write_collection
+from indexer.store.dense.milvus import HNSW, drop_collection, write_collection
 from service import RagService, Settings
 
 from ..conftest import SAMPLE_DOCS, HashEmbedder, write_corpus
@@ -47,16 +47,17 @@ def test_search_and_vectors_match_faiss_after_reopening(tmp_path: Path, corpus: 
     faiss_dir, milvus_dir = IndexDirectory(tmp_path / "faiss"), milvus.directory(tmp_path / "milvus")
     publish(faiss_dir, documents, chunks, vectors)
     manifest = publish(milvus_dir, documents, chunks, vectors, dense=milvus.target())
-    # The manifest names the backend, the URI (a Lite file relative to the index dir) and the
-    # index type chosen for that kind of URI; no dense.faiss is written, no token is kept.
-    raw = (milvus_dir.snapshots_dir / manifest.snapshot / "manifest.json").read_text()
+    # The manifest (in CURRENT) names the backend, the URI (a Lite file relative to the index
+    # dir) and the index type chosen for that kind of URI; no FAISS segment is written, no
+    # token is kept.
+    raw = (milvus_dir.root / "CURRENT").read_text()
     assert json.loads(raw)["dense"] == {
         "backend": "milvus", "uri": milvus.uri or "milvus.db", "collection": collection_name(manifest.snapshot),
         "index": _index_spec(milvus),
     }
     if milvus.token:
         assert milvus.token.split(":")[1] not in raw
-    assert not (milvus_dir.snapshots_dir / manifest.snapshot / "dense.faiss").exists()
+    assert not (milvus_dir.snapshots_dir / manifest.snapshot / "segments").exists()
     queries = unit_vectors(9, 24, seed=8)
     # 100 rows are below the size at which a server builds a segment's index, so both kinds
     # answer by brute force here: exactly what FAISS answers (HNSW recall is tested below).
@@ -126,7 +127,7 @@ def test_the_token_is_a_secret_setting() -> None:
 
 def test_missing_extra_names_it(tmp_path: Path, corpus: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     documents, chunks, vectors = corpus
-    monkeypatch.setitem(sys.modules, "indexer.store.milvus", None)  # as if pymilvus were not installed
+    monkeypatch.setitem(sys.modules, "indexer.store.dense.milvus", None)  # as if pymilvus were not installed
     with pytest.raises(ConfigError) as caught:
         load_milvus()
     assert "iorag[milvus]" in caught.value.user_message()

@@ -27,6 +27,7 @@ from indexer.errors import (
 from indexer.models import Chunk
 from indexer.store import DocumentRecord, EmbeddingCache, IndexDirectory, Manifest, Snapshot
 from indexer.store import writer as store_writer
+from indexer.store.dense.faiss import FaissBackend
 
 PROJECT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("store_crash_worker.py")
@@ -249,20 +250,25 @@ def _same_size_garbage(path: Path) -> None:
     path.write_bytes(b"\x07garbage" * (path.stat().st_size // 8) + b"x" * (path.stat().st_size % 8))
 
 
+def _segment(snapshot: Path) -> Path:
+    [segment] = (snapshot / "segments").iterdir()
+    return segment
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda d: (d / "manifest.json").write_text("{not json"), "unreadable manifest"),
-        (lambda d: (d / "manifest.json").unlink(), "missing its manifest"),
-        (lambda d: (d / "dense.faiss").unlink(), "missing dense.faiss"),
+        (lambda d: (d.parent.parent / "CURRENT").write_text("{not json"), "CURRENT: unreadable"),
+        (lambda d: (_segment(d) / "vectors.npy").unlink(), "unreadable vector segment"),
         (lambda d: (d / "chunks.sqlite").unlink(), "missing chunks.sqlite"),
-        (lambda d: _same_size_garbage(d / "dense.faiss"), "unreadable FAISS index"),
+        (lambda d: _same_size_garbage(_segment(d) / "vectors.npy"), "unreadable vector segment"),
         (lambda d: _same_size_garbage(d / "chunks.sqlite"), "chunks.sqlite: unreadable"),
-        (lambda d: (d / "dense.faiss").write_bytes(b"x" * 100), "100 bytes, the manifest says"),
-        (lambda d: _edit_manifest(d, dims=8), "holds 16-dim vectors but the manifest says 8"),
-        (lambda d: _edit_manifest(d, chunks=25), "the manifest says 25"),
-        (lambda d: _edit_manifest(d, dims="16"), "'dims' is missing or not of type int"),
-        (lambda d: _edit_manifest(d, files={}, documents=7), "the manifest says 7 and 24"),
+        (lambda d: (_segment(d) / "vectors.npy").write_bytes(b"x" * 100), "unreadable vector segment"),
+        (lambda d: _edit_current(d, dims=8), "holds 16-dim vectors but the manifest says 8"),
+        (lambda d: _edit_current(d, chunks=25), "the manifest says 25"),
+        (lambda d: _edit_current(d, dims="16"), "'dims' is missing or not of type int"),
+        (lambda d: _edit_current(d, segments=[{"name": _segment(d).name, "rows": 99}]), "the manifest says 99"),
+        (lambda d: _edit_current(d, segments=[{"name": "gone", "rows": 24}]), "unreadable vector segment"),
     ],
 )
 def test_damaged_snapshot_is_a_corrupt_index_error(published: Path, damage: Any, message: str) -> None:
@@ -271,21 +277,27 @@ def test_damaged_snapshot_is_a_corrupt_index_error(published: Path, damage: Any,
         IndexDirectory(published.parent.parent).open_current()
 
 
-def _edit_manifest(snapshot: Path, **changes: Any) -> None:
-    path = snapshot / "manifest.json"
+def _edit_current(published: Path, **changes: Any) -> None:
+    path = published.parent.parent / "CURRENT"
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
-def test_unknown_format_and_bad_current(published: Path) -> None:
+def test_old_format_and_bad_current(published: Path) -> None:
     root = published.parent.parent
-    _edit_manifest(published, format=2)
-    with pytest.raises(StoreError, match="format 2") as info:
-        IndexDirectory(root).open_current()
-    assert not isinstance(info.value, CorruptIndexError)
+    _edit_current(published, format=1)
+    for call in (IndexDirectory(root).open_current, IndexDirectory(root).current_id):
+        with pytest.raises(StoreError, match="index format 1 is not readable by this version.*rebuild") as info:
+            call()
+        assert not isinstance(info.value, CorruptIndexError)
+        assert "iorag index" in (info.value.hint or "")
     (root / "CURRENT").write_text("garbage")
     with pytest.raises(CorruptIndexError, match="CURRENT"):
         IndexDirectory(root).current_id()
-    (root / "CURRENT").write_text(json.dumps({"format": 1, "snapshot": "../../etc"}))
+
+
+def test_bad_snapshot_name_in_current(published: Path) -> None:
+    root = published.parent.parent
+    _edit_current(published, snapshot="../../etc")
     with pytest.raises(CorruptIndexError, match="does not name a snapshot"):
         IndexDirectory(root).open_current()
 
@@ -418,7 +430,7 @@ def test_failed_build_leaves_the_old_snapshot_current(
     documents, chunks, vectors = corpus
     directory = IndexDirectory(tmp_path)
     first = publish(directory, documents, chunks, vectors)
-    monkeypatch.setattr(store_writer, "write_dense", _explode)  # chunks.sqlite is already written by then
+    monkeypatch.setattr(FaissBackend, "add", _explode)  # chunks.sqlite is already written by then
     with pytest.raises(RuntimeError, match="simulated"):
         publish(directory, documents[:2], chunks[:8], vectors[:8])
     assert directory.current_id() == first.snapshot
@@ -435,7 +447,7 @@ def test_crash_mid_build_is_cleaned_by_the_next_publish(
     first = publish(directory, documents, chunks, vectors)
     # A crash: the build stops after chunks.sqlite and nothing gets to clean up.
     monkeypatch.setattr(store_writer, "remove_tree", lambda path: None)
-    monkeypatch.setattr(store_writer, "write_dense", _explode)
+    monkeypatch.setattr(FaissBackend, "add", _explode)
     with pytest.raises(RuntimeError):
         publish(directory, documents[:2], chunks[:8], vectors[:8])
     [tmp] = [name for name in snapshot_dirs(tmp_path) if name.startswith(".tmp-")]
@@ -455,7 +467,7 @@ def test_crash_between_rename_and_current(tmp_path: Path, corpus: Any, monkeypat
     documents, chunks, vectors = corpus
     directory = IndexDirectory(tmp_path)
     first = publish(directory, documents, chunks, vectors)
-    monkeypatch.setattr(store_writer, "_write_current", _explode)
+    monkeypatch.setattr(store_writer, "write_current", _explode)
     with pytest.raises(RuntimeError):
         publish(directory, documents[:1], chunks[:4], vectors[:4])
     assert len(snapshot_dirs(tmp_path)) == 2 and directory.current_id() == first.snapshot
@@ -478,8 +490,8 @@ def test_gc_keeps_the_current_and_the_previous_snapshot(tmp_path: Path, corpus: 
             assert directory.current_id() == ids[-1]
     assert ids == sorted(ids) and len(set(ids)) == 4
     assert not list(tmp_path.glob("CURRENT.tmp-*"))
-    with Snapshot(tmp_path / "snapshots" / ids[-2]) as previous:
-        assert previous.manifest.chunks == 12
+    previous = json.loads((tmp_path / "CURRENT").read_text())["previous"]
+    assert previous["snapshot"] == ids[-2] and (tmp_path / "snapshots" / ids[-2] / "chunks.sqlite").is_file()
 
 
 def test_open_reader_survives_garbage_collection(tmp_path: Path, corpus: Any) -> None:

@@ -1,6 +1,6 @@
 """A snapshot's vectors in a Milvus collection; the only module that imports pymilvus.
 
-Imported lazily (`backends.load_milvus`), so pymilvus stays an optional extra.
+Imported lazily (`dense.factory.load_milvus`), so pymilvus stays an optional extra.
 Each snapshot gets its own collection, `iorag_<snapshot id>`, with an INT64
 primary key (the chunk's row id in chunks.sqlite) and a FLOAT_VECTOR field
 under the IP metric. The writer creates, fills and flushes the collection (and
@@ -23,18 +23,23 @@ those are searched by brute force, so small collections are exact on both kinds.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
 
 import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from ..errors import CorruptIndexError, StoreError
-from .backends import is_local
+from ...errors import CorruptIndexError, StoreError
+from ..backends import DENSE_MARKER, collection_name, is_local, resolve_uri
+from ..durable import write_durably
+from ..rows import live_ids
+from .base import DenseBackend, Segment
 
 # pymilvus logs each failed call to stderr through handlers of its own; every such failure
 # reaches the caller here as one StoreError (one line in the CLI), so its copies are muted.
@@ -98,11 +103,12 @@ def _client(uri: str, token: str | None = None) -> MilvusClient:
 
 def write_collection(
     uri: str, name: str, vectors: np.ndarray, dims: int, *, index: Mapping[str, Any] | None = None,
-    token: str | None = None,
+    token: str | None = None, ids: np.ndarray | None = None,
 ) -> None:
     """Create collection `name` holding vector row i under id i + 1, flushed and indexed before returning.
 
     Args:
+        ids: the rows' ids instead of 1..n.
         index: from `choose_index` (as the manifest records it); None: FLAT.
         token: a server's credentials, `user:password` or an API key.
 
@@ -124,7 +130,8 @@ def write_collection(
             step = max(1, _INSERT_BYTES // (4 * dims))
             for start in range(0, len(vectors), step):
                 rows = vectors[start : start + step]
-                client.insert(name, [{_ID: start + i + 1, _VECTOR: row} for i, row in enumerate(rows)])
+                keys = range(start + 1, start + 1 + len(rows)) if ids is None else ids[start : start + step]
+                client.insert(name, [{_ID: int(key), _VECTOR: row} for key, row in zip(keys, rows)])
             # Sealed and persisted before CURRENT can name the snapshot.
             client.flush(name)
         with _translated(uri, f"index collection {name}", token):
@@ -136,6 +143,55 @@ def write_collection(
             # Loaded only now, with every segment indexed: a collection loaded while it is filled
             # keeps answering from the raw rows (a scan) until it is released, whatever was built.
             client.load_collection(name)
+    finally:
+        client.close()
+
+
+def has_collection(uri: str, name: str, token: str | None = None) -> bool:
+    """Whether collection `name` exists at `uri`."""
+    client = _client(uri, token)
+    try:
+        with _translated(uri, f"look for collection {name}", token):
+            return bool(client.has_collection(name))
+    finally:
+        client.close()
+
+
+def insert_rows(uri: str, name: str, ids: np.ndarray, vectors: np.ndarray, token: str | None = None) -> None:
+    """Add vectors under these ids to an existing collection, flushed before returning (an incremental
+    write: the collection's index takes them in as the server seals segments; until then they are scanned).
+
+    Raises:
+        StoreError: Milvus refused or cannot be reached.
+    """
+    client = _client(uri, token)
+    try:
+        with _translated(uri, f"insert into collection {name}", token):
+            step = max(1, _INSERT_BYTES // (4 * max(1, vectors.shape[1] if vectors.ndim == 2 else 1)))
+            for start in range(0, len(vectors), step):
+                rows = vectors[start : start + step]
+                keys = ids[start : start + step]
+                client.insert(name, [{_ID: int(key), _VECTOR: row} for key, row in zip(keys, rows)])
+            # Persisted before CURRENT can name the new generation.
+            client.flush(name)
+    finally:
+        client.close()
+
+
+def delete_rows(uri: str, name: str, ids: np.ndarray, token: str | None = None) -> None:
+    """Remove these ids from a collection (rows of a write that never got published).
+
+    Raises:
+        StoreError: Milvus refused or cannot be reached.
+    """
+    if not len(ids):
+        return
+    client = _client(uri, token)
+    try:
+        with _translated(uri, f"delete from collection {name}", token):
+            for start in range(0, len(ids), _GET_BATCH):
+                client.delete(name, ids=[int(i) for i in ids[start : start + _GET_BATCH]])
+            client.flush(name)
     finally:
         client.close()
 
@@ -273,3 +329,81 @@ class MilvusDense:
         client, self._client = getattr(self, "_client", None), None
         if client is not None:
             client.close()
+
+
+class MilvusBackend(DenseBackend):
+    """Vectors in one Milvus collection per snapshot; a write inserts its rows, nothing is copied.
+
+    Rows deleted by later generations stay in the collection until compaction makes
+    a new snapshot (and collection); readers drop them (and rows newer than their
+    generation) when they look the hits up in SQLite. On a server, reads use eventual
+    consistency, so a row just written may take a moment to be found by dense search.
+    """
+
+    name = "milvus"
+    exact_count = False
+
+    def __init__(self, stored_uri: str = "milvus.db", token: str | None = None) -> None:
+        self.stored_uri = stored_uri
+        self.token = token
+
+    @staticmethod
+    def _uri(snapshot_dir: Path, entry: Mapping[str, Any]) -> str:
+        # The index root is two levels up (snapshots/<id>); a Lite file is stored relative to it.
+        return resolve_uri(str(entry["uri"]), snapshot_dir.parent.parent)
+
+    def create(self, snapshot_dir: Path, snapshot_id: str, dims: int) -> dict[str, Any]:
+        entry: dict[str, Any] = {"backend": "milvus", "uri": self.stored_uri, "collection": collection_name(snapshot_id)}
+        entry["index"] = choose_index(self._uri(snapshot_dir, entry))
+        # The marker goes first, so the collection of a crashed build is found and dropped.
+        write_durably(snapshot_dir / DENSE_MARKER, json.dumps(entry).encode())
+        return entry
+
+    def add(
+        self, snapshot_dir: Path, entry: Mapping[str, Any], segments: Sequence[Segment], name: str,
+        ids: np.ndarray, vectors: np.ndarray,
+    ) -> list[dict[str, Any]]:
+        uri, collection = self._uri(snapshot_dir, entry), str(entry["collection"])
+        if not has_collection(uri, collection, self.token):
+            # The snapshot's first write: fill, then build the index and load (see write_collection).
+            dims = int(vectors.shape[1])
+            write_collection(uri, collection, vectors, dims, index=entry.get("index"), token=self.token, ids=ids)
+        elif len(ids):
+            insert_rows(uri, collection, ids, vectors, self.token)
+        return [dict(s) for s in segments]
+
+    def merge(
+        self, source_dir: Path, source: Mapping[str, Any], segments: Sequence[Segment],
+        target_dir: Path, target: Mapping[str, Any], name: str, dead: np.ndarray,
+    ) -> list[dict[str, Any]]:
+        """Compaction into a new collection: copy the live rows over (a collection has no segments of ours)."""
+        if source.get("collection") == target.get("collection"):
+            return [dict(s) for s in segments]
+        live = live_ids(target_dir)
+        reader = MilvusDense(self._uri(source_dir, source), str(source["collection"]), index=source.get("index"),
+                             token=self.token)
+        try:
+            vectors = reader.reconstruct(live) if len(live) else np.zeros((0, reader.dims), dtype=np.float32)
+        finally:
+            reader.close()
+        uri = self._uri(target_dir, target)
+        write_collection(uri, str(target["collection"]), vectors, int(vectors.shape[1]), index=target.get("index"),
+                         token=self.token, ids=live)
+        return [dict(s) for s in segments]
+
+    def discard(self, snapshot_dir: Path, entry: Mapping[str, Any], ids: np.ndarray) -> None:
+        delete_rows(self._uri(snapshot_dir, entry), str(entry["collection"]), ids, self.token)
+
+    def open(
+        self, snapshot_dir: Path, entry: Mapping[str, Any], segments: Sequence[Segment], dims: int,
+        dead: np.ndarray,
+    ) -> MilvusDense:
+        return MilvusDense(self._uri(snapshot_dir, entry), str(entry["collection"]), index=entry.get("index"),
+                           token=self.token)
+
+    def drop(self, snapshot_dir: Path, entry: Mapping[str, Any]) -> bool:
+        try:
+            drop_collection(self._uri(snapshot_dir, entry), str(entry["collection"]), self.token)
+        except StoreError:
+            return False
+        return True

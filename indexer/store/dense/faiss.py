@@ -1,0 +1,282 @@
+"""The FAISS dense backend: immutable vector segments in the snapshot directory; the only faiss import.
+
+A segment is a directory `segments/<name>/` holding
+
+    vectors.npy   float32 (rows, dims), memory-mapped by readers (never copied per request)
+    ids.npy       int64 chunk row ids, ascending
+    ann.faiss     only for segments of at least `ann_min_rows` rows: an IVF index with
+                  8-bit scalar quantization over the row positions
+
+Small segments are searched exactly (one matrix-vector product over the mapped
+vectors). Large ones go through the IVF index for candidates, which are then
+rescored exactly from the mapped vectors, so scores are exact inner products and
+the approximation only decides which rows are looked at. Deleted rows are masked
+out before the top k is taken, so a deleted chunk is never returned.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+try:
+    import faiss  # type: ignore[import-untyped]
+except ImportError as exc:  # pragma: no cover - faiss-cpu is a core dependency
+    raise ImportError("faiss is not available - install faiss-cpu (pip install faiss-cpu)") from exc
+
+from ...errors import CorruptIndexError
+from ..durable import fsync_path, remove_tree
+from .base import DenseBackend, Segment
+
+SEGMENTS = "segments"
+#: Segments with at least this many rows get an approximate (IVF) index.
+ANN_MIN_ROWS = 20_000
+#: Candidates taken from the IVF index per result wanted, then rescored exactly.
+RERANK_FACTOR = 8
+#: Rows copied at a time when merging (bounds memory whatever the index size).
+_COPY_ROWS = 65_536
+
+
+def _lists_for(rows: int) -> int:
+    """IVF cells: about 4 * sqrt(rows), the usual rule of thumb."""
+    return max(16, int(4 * math.sqrt(rows)))
+
+
+def _probes_for(lists: int) -> int:
+    """Cells visited per query; measured in bench/scale.py to keep recall@10 >= 0.95."""
+    return max(8, lists // 16)
+
+
+def _build_ann(vectors: np.ndarray) -> Any:
+    rows, dims = vectors.shape
+    lists = _lists_for(rows)
+    quantizer = faiss.IndexFlatIP(dims)
+    index = faiss.IndexIVFScalarQuantizer(quantizer, dims, lists, faiss.ScalarQuantizer.QT_8bit,
+                                          faiss.METRIC_INNER_PRODUCT)
+    # Training on a sample: k-means cost grows with it, the centroids hardly improve past ~50 per cell.
+    sample = min(rows, lists * 50)
+    picked = np.sort(np.random.default_rng(0).choice(rows, size=sample, replace=False))
+    index.train(np.ascontiguousarray(vectors[picked], dtype=np.float32))
+    for start in range(0, rows, _COPY_ROWS):
+        index.add(np.ascontiguousarray(vectors[start : start + _COPY_ROWS], dtype=np.float32))
+    index.nprobe = _probes_for(lists)
+    return index
+
+
+def _finish(tmp: Path, final: Path, vectors_file: Path, ann_min_rows: int) -> dict[str, Any]:
+    """Build the ANN index if the segment is large, fsync everything, rename into place."""
+    vectors = np.load(vectors_file, mmap_mode="r")
+    rows = int(vectors.shape[0])
+    ann = rows >= ann_min_rows
+    if ann:
+        faiss.write_index(_build_ann(vectors), str(tmp / "ann.faiss"))
+    del vectors
+    for file in tmp.iterdir():
+        fsync_path(file)
+    fsync_path(tmp, directory=True)
+    os.rename(tmp, final)
+    fsync_path(final.parent, directory=True)
+    return {"name": final.name, "rows": rows, "ann": ann}
+
+
+def write_segment(directory: Path, name: str, ids: np.ndarray, vectors: np.ndarray, ann_min_rows: int) -> dict[str, Any]:
+    """Write one segment durably under `directory/name`; returns its manifest entry."""
+    directory.mkdir(exist_ok=True)
+    tmp = directory / f".tmp-{name}"
+    remove_tree(tmp)
+    tmp.mkdir()
+    np.save(tmp / "ids.npy", np.asarray(ids, dtype=np.int64))
+    np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+    return _finish(tmp, directory / name, tmp / "vectors.npy", ann_min_rows)
+
+
+class FaissBackend(DenseBackend):
+    """Vectors in `.npy` segments beside the snapshot's SQLite file (see the module docstring)."""
+
+    name = "faiss"
+
+    def __init__(self, ann_min_rows: int = ANN_MIN_ROWS) -> None:
+        self.ann_min_rows = ann_min_rows
+
+    def create(self, snapshot_dir: Path, snapshot_id: str, dims: int) -> dict[str, Any]:
+        (snapshot_dir / SEGMENTS).mkdir(parents=True, exist_ok=True)
+        return {"backend": "faiss"}
+
+    def add(
+        self, snapshot_dir: Path, entry: Mapping[str, Any], segments: Sequence[Segment], name: str,
+        ids: np.ndarray, vectors: np.ndarray,
+    ) -> list[dict[str, Any]]:
+        kept = [dict(s) for s in segments]
+        if len(ids):
+            kept.append(write_segment(snapshot_dir / SEGMENTS, name, ids, vectors, self.ann_min_rows))
+        return kept
+
+    def merge(
+        self, source_dir: Path, source: Mapping[str, Any], segments: Sequence[Segment],
+        target_dir: Path, target: Mapping[str, Any], name: str, dead: np.ndarray,
+    ) -> list[dict[str, Any]]:
+        """One segment from all of them, without dead rows, copied in bounded slices."""
+        origin, directory = source_dir / SEGMENTS, target_dir / SEGMENTS
+        directory.mkdir(parents=True, exist_ok=True)
+        parts = [(np.load(origin / s["name"] / "ids.npy"), np.load(origin / s["name"] / "vectors.npy", mmap_mode="r"))
+                 for s in segments]
+        keeps = [~np.isin(ids, dead) for ids, _ in parts]
+        rows = int(sum(int(k.sum()) for k in keeps))
+        if rows == 0:
+            return []
+        dims = int(parts[0][1].shape[1])
+        tmp = directory / f".tmp-{name}"
+        remove_tree(tmp)
+        tmp.mkdir()
+        out = np.lib.format.open_memmap(tmp / "vectors.npy", mode="w+", dtype=np.float32, shape=(rows, dims))
+        out_ids = np.empty(rows, dtype=np.int64)
+        at = 0
+        for (ids, vectors), keep in zip(parts, keeps):
+            for start in range(0, len(ids), _COPY_ROWS):
+                mask = keep[start : start + _COPY_ROWS]
+                block = np.asarray(vectors[start : start + _COPY_ROWS])[mask]
+                out[at : at + len(block)] = block
+                out_ids[at : at + len(block)] = ids[start : start + _COPY_ROWS][mask]
+                at += len(block)
+        out.flush()
+        del out
+        np.save(tmp / "ids.npy", out_ids)
+        return [_finish(tmp, directory / name, tmp / "vectors.npy", self.ann_min_rows)]
+
+    def open(
+        self, snapshot_dir: Path, entry: Mapping[str, Any], segments: Sequence[Segment], dims: int,
+        dead: np.ndarray,
+    ) -> FaissDense:
+        return FaissDense(snapshot_dir / SEGMENTS, segments, dims, dead)
+
+    def verify(self, snapshot_dir: Path, segments: Sequence[Segment]) -> None:
+        for entry in segments:
+            where = snapshot_dir / SEGMENTS / str(entry["name"])
+            for name in ("ids.npy", "vectors.npy", *(("ann.faiss",) if entry.get("ann") else ())):
+                if not (where / name).is_file():
+                    raise CorruptIndexError(f"{where}: unreadable vector segment: {name} is missing")
+
+    def collect(self, snapshot_dir: Path, keep: set[str]) -> None:
+        directory = snapshot_dir / SEGMENTS
+        try:
+            for entry in directory.iterdir():
+                if entry.name not in keep:
+                    remove_tree(entry)
+        except OSError:
+            pass
+
+
+class _Segment:
+    """One opened segment: ids in memory, vectors mapped, the IVF index loaded if it has one."""
+
+    def __init__(self, directory: Path, entry: Segment, dims: int, dead: np.ndarray) -> None:
+        where = directory / str(entry["name"])
+        try:
+            self.ids = np.load(where / "ids.npy")
+            self.vectors = np.load(where / "vectors.npy", mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise CorruptIndexError(f"{where}: unreadable vector segment: {exc}") from exc
+        if self.vectors.ndim != 2 or len(self.ids) != len(self.vectors) or len(self.ids) != entry.get("rows"):
+            raise CorruptIndexError(
+                f"{where}: holds {len(self.ids)} ids and {self.vectors.shape[0] if self.vectors.ndim else 0} "
+                f"vectors; the manifest says {entry.get('rows')}"
+            )
+        self.dims = int(self.vectors.shape[1])
+        self.ann: Any = None
+        if entry.get("ann"):
+            try:
+                self.ann = faiss.read_index(str(where / "ann.faiss"))
+            except RuntimeError as exc:
+                raise CorruptIndexError(f"{where}: unreadable FAISS index: {str(exc).splitlines()[-1]}") from exc
+        self.dead: np.ndarray | None = None
+        if len(dead):
+            mask = np.isin(self.ids, dead)
+            if mask.any():
+                self.dead = mask
+        self.dead_count = int(self.dead.sum()) if self.dead is not None else 0
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, row ids) of this segment's best live rows for one query, unsorted."""
+        rows = len(self.ids)
+        if self.ann is not None:
+            wanted = min(rows, RERANK_FACTOR * k + self.dead_count)
+            _, found = self.ann.search(query[None, :], wanted)
+            positions = found[0][found[0] >= 0]
+            positions.sort()  # mapped rows read in file order
+            scores = np.asarray(self.vectors[positions]) @ query
+        else:
+            positions = None
+            scores = np.asarray(self.vectors @ query, dtype=np.float32)
+        if self.dead is not None:
+            dead = self.dead[positions] if positions is not None else self.dead
+            scores = np.where(dead, -np.inf, scores)
+        take = min(k, len(scores))
+        if take == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        top = np.argpartition(-scores, take - 1)[:take]
+        top = top[np.isfinite(scores[top])]
+        chosen = positions[top] if positions is not None else top
+        return scores[top].astype(np.float32), self.ids[chosen]
+
+
+class FaissDense:
+    """A generation's segments opened for search (the `DenseIndex` of the FAISS backend)."""
+
+    def __init__(self, directory: Path, segments: Sequence[Segment], dims: int, dead: np.ndarray) -> None:
+        self.dims = dims
+        self._segments = [_Segment(directory, entry, dims, dead) for entry in segments]
+        for segment in self._segments:
+            if segment.dims != dims:
+                raise CorruptIndexError(
+                    f"{directory}: holds {segment.dims}-dim vectors but the manifest says {dims}"
+                )
+
+    def count(self) -> int:
+        return sum(len(s.ids) - s.dead_count for s in self._segments)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        array = np.ascontiguousarray(queries, dtype=np.float32)
+        scores = np.full((len(array), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(array), k), -1, dtype=np.int64)
+        for row, query in enumerate(array):
+            parts = [segment.search(query, k) for segment in self._segments]
+            if not parts:
+                continue
+            all_scores = np.concatenate([p[0] for p in parts])
+            all_ids = np.concatenate([p[1] for p in parts])
+            # Best first; ties broken by row id so results are deterministic.
+            order = np.lexsort((all_ids, -all_scores))[:k]
+            scores[row, : len(order)] = all_scores[order]
+            ids[row, : len(order)] = all_ids[order]
+        return scores, ids
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        wanted = np.asarray(ids, dtype=np.int64).ravel()
+        out = np.zeros((len(wanted), self.dims), dtype=np.float32)
+        found = np.zeros(len(wanted), dtype=bool)
+        for segment in self._segments:
+            if not len(segment.ids):
+                continue
+            at = np.minimum(np.searchsorted(segment.ids, wanted), len(segment.ids) - 1)
+            hit = (segment.ids[at] == wanted) & ~found
+            if hit.any():
+                out[hit] = segment.vectors[at[hit]]
+                found |= hit
+        if not found.all():
+            raise CorruptIndexError(f"no stored vector for row id {int(wanted[~found][0])}")
+        return out
+
+    def close(self) -> None:
+        # The mapped files and FAISS objects go with their last reference, so a search
+        # still running in another thread finishes on them.
+        pass
+
+
+def new_segment_name(generation: int) -> str:
+    """Segment names sort by generation; the random tail keeps a retried write apart."""
+    return f"{generation:012d}-{secrets.token_hex(3)}"
