@@ -143,7 +143,9 @@ class DimensionMismatchError(StoreError):
 
 
 class IndexLockedError(StoreError):
-    hint = "another `iorag index` is writing this index; wait for it or use another --index"
+    """Another writer holds the index; the message names it when it could be read."""
+
+    hint = "wait for the other writer to finish, or use another --index"
 
 
 class CorruptIndexError(StoreError):

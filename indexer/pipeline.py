@@ -153,6 +153,7 @@ class Indexer:
             writing and for reading the current snapshot; never stored.
         ann_min_rows: FAISS vector segments of at least this many rows get an approximate
             (IVF) index; smaller ones are searched exactly.
+        holder: who writes, as another writer refused by the lock is told.
 
     Raises:
         ConfigError: an unknown backend or a Milvus URI that is neither a server nor a `.db` file.
@@ -176,10 +177,12 @@ class Indexer:
         embedding_limit: int | None = None,
         on_wait: Callable[[float], None] | None = None,
         ann_min_rows: int = ANN_MIN_ROWS,
+        holder: str = "`iorag index`",
     ) -> None:
         self.directory = IndexDirectory(Path(index_dir), milvus_token=milvus_token)
         self._embedding_limit = embedding_limit
         self._on_wait = on_wait
+        self._holder = holder
         # Checked now so a bad choice fails before any work; resolved per run against the index.
         self._dense_choice = DenseTarget(dense_backend or "faiss", milvus_uri)
         self._dense_explicit = dense_backend is not None
@@ -296,7 +299,7 @@ class Indexer:
             plan.report.seconds = time.monotonic() - started
             return plan.report
 
-        with self.directory.writer(ann_min_rows=self._ann_min_rows) as writer:
+        with self.directory.writer(ann_min_rows=self._ann_min_rows, holder=self._holder) as writer:
             current = await asyncio.to_thread(self._open_current)
             try:
                 plan = await asyncio.to_thread(self._plan, current, incoming, drop, dry_run=False)

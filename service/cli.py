@@ -21,6 +21,7 @@ from indexer.errors import IoragError, QuotaExhaustedError
 from indexer.pipeline import Indexer, IndexReport
 
 from .config import Settings
+from .indexing import build_indexer
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -64,6 +65,9 @@ index_option = click.option(
     "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), help="Index directory [env IORAG_INDEX_DIR, default ./.iorag]."
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+collection_option = click.option(
+    "--collection", help="Collection (an isolated index under the index root) [env IORAG_COLLECTION, default `default`]."
+)
 
 
 @click.group(cls=IoragGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,10 +131,12 @@ def _report_json(report: IndexReport) -> dict[str, Any]:
     help="Where vectors go: faiss (default) or milvus [env IORAG_VECTOR_BACKEND; "
     "URI: IORAG_MILVUS_URI; server credentials: IORAG_MILVUS_TOKEN].",
 )
+@collection_option
 @json_option
 def index(
     paths: tuple[str, ...],
     index_dir: Path | None,
+    collection: str | None,
     embedding_model: str | None,
     chunk_tokens: int | None,
     overlap: int | None,
@@ -142,10 +148,10 @@ def index(
     """Index files, directories (recursive) or globs: .txt .md .html .jsonl .csv .pdf .docx .pptx .xlsx .epub."""
     settings = settings_from(
         index_dir=index_dir, embedding_model=embedding_model, chunk_tokens=chunk_tokens, chunk_overlap=overlap,
-        vector_backend=vector_backend, embedding_limit=embedding_limit,
+        vector_backend=vector_backend, embedding_limit=embedding_limit, collection=collection,
     )
     bar, update = _progress_bar("embedding")
-    indexer = build_indexer(settings, progress=update, on_wait=_window_notice(bar))
+    indexer = build_indexer(settings, progress=update, on_wait=_window_notice(bar), holder="`iorag index`")
     try:
         report = asyncio.run(_index(indexer, list(paths), dry_run))
     finally:
@@ -191,35 +197,21 @@ def compact(index_dir: Path | None, as_json: bool) -> None:
         click.echo(f"compacted: {manifest.documents} documents, {manifest.chunks} chunks in one segment; {seconds:.1f}s")
 
 
-def build_indexer(settings: Settings, progress: Any = None, on_wait: Any = None) -> Indexer:
-    return Indexer(
-        settings.index_dir,
-        embedding_model=settings.embedding_model,
-        default_embedding_model=settings.default_embedding_model(),
-        chunk_tokens=settings.chunk_tokens,
-        overlap=settings.chunk_overlap,
-        remote=settings.client_config(),
-        progress=progress,
-        embedding_limit=settings.embedding_limit,
-        on_wait=on_wait,
-        dense_backend=settings.vector_backend,
-        milvus_uri=settings.milvus_uri,
-        milvus_token=settings.milvus_secret(),
-    )
-
-
 @cli.command()
 @click.argument("query")
 @index_option
 @click.option("-k", "top_k", type=click.IntRange(1, 1000), help="How many chunks (default 8).")
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), help="Search mode (default hybrid).")
+@collection_option
 @json_option
-def search(query: str, index_dir: Path | None, top_k: int | None, mode: str | None, as_json: bool) -> None:
+def search(
+    query: str, index_dir: Path | None, top_k: int | None, mode: str | None, collection: str | None, as_json: bool
+) -> None:
     """Print the chunks that best match QUERY."""
     from .locations import located_hit_json, source_label
     from .rag import RagService
 
-    settings = settings_from(index_dir=index_dir, top_k=top_k, search_mode=mode)
+    settings = settings_from(index_dir=index_dir, top_k=top_k, search_mode=mode, collection=collection)
     with RagService(settings) as service:
         hits = service.search(query)
     if as_json:
@@ -248,10 +240,12 @@ def _preview(text: str, width: int = 200) -> str:
     "--context-length", type=click.IntRange(min=256),
     help="Context length of the chat model, for one iorag has no figures for [env IORAG_CONTEXT_LENGTH].",
 )
+@collection_option
 @json_option
 def ask(
     question: str,
     index_dir: Path | None,
+    collection: str | None,
     model: str | None,
     top_k: int | None,
     max_completion_tokens: int | None,
@@ -262,7 +256,9 @@ def ask(
     from .locations import located_answer_json, source_label
     from .rag import RagService
 
-    settings = settings_from(index_dir=index_dir, top_k=top_k, chat_model=model, context_length=context_length)
+    settings = settings_from(
+        index_dir=index_dir, top_k=top_k, chat_model=model, context_length=context_length, collection=collection
+    )
     with RagService(settings) as service:
         answer = service.ask(question, max_completion_tokens=max_completion_tokens)
     if as_json:
@@ -286,15 +282,84 @@ def ask(
 @index_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-def serve(index_dir: Path | None, host: str, port: int) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs)."""
-    import uvicorn
-
+@click.option("--collection", help="Collection for requests without X-Collection [default `default`].")
+@click.option(
+    "--insecure", is_flag=True, default=None,
+    help="Serve a non-loopback address without API keys: anyone who reaches it may read and write [env IORAG_INSECURE].",
+)
+def serve(index_dir: Path | None, host: str, port: int, collection: str | None, insecure: bool | None) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs); needs keys (`iorag keys add`) to listen beyond loopback."""
     from .api.app import create_app
+    from .api.server import is_loopback, run
+    from .keys import KeyStore
+
+    settings = settings_from(index_dir=index_dir, collection=collection, insecure=insecure)
+    has_keys = KeyStore(settings.keys_path).any()
+    if not has_keys and not is_loopback(host) and not settings.insecure:
+        fail(
+            f"refusing to serve {host} without API keys: add one with `iorag keys add NAME --scope admin`, "
+            "or pass --insecure to let anyone who reaches the port read and write",
+            EXIT_USAGE,
+        )
+    access = "API keys required" if has_keys else "no API keys: open to every caller"
+    click.echo(f"iorag: serving {settings.index_dir} on http://{host}:{port} ({access}; docs at /docs)", err=True)
+    run(create_app(settings), settings, host=host, port=port)
+
+
+@cli.group()
+def keys() -> None:
+    """API keys for `iorag serve`: read, write or admin, optionally bound to one collection."""
+
+
+@keys.command(name="add")
+@click.argument("name")
+@click.option("--scope", type=click.Choice(["read", "write", "admin"]), required=True,
+              help="read: search, ask, chat, models, list documents; write: also add, upload, delete; admin: also collections, metrics.")
+@click.option("--collection", help="Bind the key to this collection (it gets 403 on any other).")
+@index_option
+def keys_add(name: str, scope: str, collection: str | None, index_dir: Path | None) -> None:
+    """Create key NAME and print its secret (shown this once; only a hash is stored)."""
+    from .keys import KeyStore
 
     settings = settings_from(index_dir=index_dir)
-    click.echo(f"iorag: serving {settings.index_dir} on http://{host}:{port} (docs at /docs)", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    secret = KeyStore(settings.keys_path).add(name, scope, collection)
+    click.echo(secret)
+    bound = f" for collection {collection}" if collection else ""
+    click.echo(f"iorag: key {name!r} ({scope}{bound}) stored in {settings.keys_path}; the secret above is not kept", err=True)
+
+
+@keys.command(name="list")
+@index_option
+@json_option
+def keys_list(index_dir: Path | None, as_json: bool) -> None:
+    """List keys: name, scope, collection, creation time (never secrets)."""
+    import time
+
+    from .keys import KeyStore
+
+    settings = settings_from(index_dir=index_dir)
+    listed = KeyStore(settings.keys_path).keys()
+    if as_json:
+        rows = [{"name": k.name, "scope": k.scope, "collection": k.collection, "created": k.created} for k in listed]
+        click.echo(json.dumps({"keys": rows}, indent=2))
+        return
+    if not listed:
+        click.echo("no keys (the server accepts every caller on loopback)")
+    for k in listed:
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created))
+        click.echo(f"{k.name:<24} {k.scope:<6} {k.collection or '*':<20} {created} UTC")
+
+
+@keys.command(name="revoke")
+@click.argument("name")
+@index_option
+def keys_revoke(name: str, index_dir: Path | None) -> None:
+    """Delete key NAME; a running server refuses it from its next request."""
+    from .keys import KeyStore
+
+    settings = settings_from(index_dir=index_dir)
+    KeyStore(settings.keys_path).revoke(name)
+    click.echo(f"iorag: key {name!r} revoked", err=True)
 
 
 @cli.command()

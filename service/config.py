@@ -66,6 +66,33 @@ class Settings(BaseSettings):
     #: A Milvus server's credentials, `user:password` or an API key; never stored or logged.
     milvus_token: SecretStr | None = None
 
+    # -- service access (keys, collections, limits, observability) --
+    #: The collection (isolated index) to use; `default` is `index_dir` itself, others live in
+    #: `<index_dir>/collections/NAME`. The server takes it per request from `X-Collection`.
+    collection: str = "default"
+    #: API keys (hashes only); None: `<index_dir>/keys.json`.
+    keys_file: Path | None = None
+    #: Serve on a non-loopback address without keys (anyone who reaches the port may write).
+    insecure: bool = False
+    #: Largest request body in bytes; uploads (`/v1/files`) have their own cap.
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_upload_bytes: int = Field(default=64 << 20, ge=1024)
+    #: Requests per minute per key (per client address without keys); 0: no limit.
+    rate_limit: int = Field(default=600, ge=0)
+    #: Requests served at once; beyond it, 503 with Retry-After.
+    max_concurrency: int = Field(default=64, ge=1)
+    #: Chat models HTTP callers may name, comma-separated; None: any model.
+    allowed_models: str | None = None
+    #: Most completion tokens an HTTP caller may ask for.
+    max_completion_tokens: int = Field(default=4096, ge=1)
+    #: Seconds `/v1/models` answers from its cache before asking the API again.
+    models_ttl: float = Field(default=300.0, ge=0)
+    #: Seconds a client has to send its request headers, and to start another request on a kept-alive connection.
+    header_timeout: float = Field(default=10.0, gt=0)
+    keep_alive_timeout: float = Field(default=5.0, gt=0)
+    #: `text` or `json` (one JSON object per line, with the request id).
+    log_format: str = "text"
+
     @field_validator("api_key", mode="before")
     @classmethod
     def _empty_key_is_none(cls, value: object) -> object:
@@ -94,6 +121,44 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        from .collections import check_name
+
+        return check_name(value)
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        if value not in ("text", "json"):
+            raise ValueError("log_format must be text or json")
+        return value
+
+    @property
+    def index_path(self) -> Path:
+        """The directory of the chosen collection's index."""
+        from .collections import collection_dir
+
+        return collection_dir(self.index_dir, self.collection)
+
+    def for_collection(self, name: str) -> "Settings":
+        """These settings for another collection (the name is checked)."""
+        from .collections import check_name
+
+        return self.model_copy(update={"collection": check_name(name)})
+
+    def allowed_model_ids(self) -> frozenset[str] | None:
+        """The chat models HTTP callers may name; None: any."""
+        if self.allowed_models is None:
+            return None
+        names = frozenset(n.strip() for n in self.allowed_models.split(",") if n.strip())
+        return names or None
+
+    @property
+    def keys_path(self) -> Path:
+        return self.keys_file or self.index_dir / "keys.json"
 
     @property
     def remote(self) -> bool:

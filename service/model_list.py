@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from indexer.catalog import EXTRACTIVE_MODEL, Catalog, ModelInfo, default_catalog
@@ -71,3 +73,21 @@ def openai_model_json(model: ModelInfo) -> dict[str, Any]:
         "owned_by": "iorag" if model.provider == "local" else "io-intelligence",
         **fields,
     }
+class ModelListCache:
+    """The model list for `/v1/models`, kept `ttl` seconds so callers cannot make every request an API call."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._lock = asyncio.Lock()
+        self._value: tuple[list[dict[str, Any]], str] | None = None
+        self._at = 0.0
+
+    async def get(self, settings: Settings) -> tuple[list[dict[str, Any]], str]:
+        """(models as JSON, note); a failed API read is kept only briefly, so it is retried soon."""
+        async with self._lock:
+            if self._value is None or time.monotonic() - self._at >= self.ttl:
+                listed, note = await list_models(settings)
+                self._value = ([openai_model_json(m) for m in listed], note)
+                # A note means the API could not be read: try again sooner than the full ttl.
+                self._at = time.monotonic() - (self.ttl * 0.9 if note and settings.remote else 0)
+            return self._value

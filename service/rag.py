@@ -21,6 +21,7 @@ from indexer.embedders import make_embedder
 from indexer.embedding import Embedder
 from indexer.api import Usage
 from indexer.errors import (
+    ApiError,
     AuthenticationError,
     ConfigError,
     DimensionMismatchError,
@@ -39,11 +40,17 @@ from .answer import Answer, AnswerEvent, ChatAnswerer, answer_extractively, stre
 from .config import Settings
 from .conversation import REWRITE_MAX_TOKENS, Turn, as_turns, clean_rewrite, rewrite_messages, standalone_offline
 from .embeddings import Embeddings, embed_texts
-from .errors import QueryError
+from .errors import DocumentConflictError, QueryError
+from .indexing import build_indexer
 from .prompting import budget_for
 from .retrieval import Mode, Retriever
 
 log = logging.getLogger("iorag.service")
+
+#: Called once per chat call to the API: (model, error type or None, prompt tokens, completion tokens).
+UpstreamHook = Callable[[str, "str | None", int, int], None]
+#: Who writes, as a refused `iorag index` is told.
+SERVER_HOLDER = "the iorag server (a write over HTTP)"
 
 #: Longest question accepted, in characters (before any token check).
 MAX_QUESTION_CHARS = 20_000
@@ -66,7 +73,7 @@ class RagService:
     ) -> None:
         self.settings = settings or Settings()
         self.catalog = catalog or default_catalog()
-        self.directory = IndexDirectory(self.settings.index_dir, milvus_token=self.settings.milvus_secret())
+        self.directory = IndexDirectory(self.settings.index_path, milvus_token=self.settings.milvus_secret())
         self._embedder = embedder
         self._retriever: Retriever | None = None
         self._retired: Snapshot | None = None
@@ -82,6 +89,10 @@ class RagService:
         self._portal: Any = None
         #: One breaker for every client of the upstream this service builds, so health can report it.
         self.breaker = CircuitBreaker()
+        #: Told about every chat call to the API (the server's metrics).
+        self.on_upstream: UpstreamHook | None = None
+        # Query-vector cache counts of retrievers already replaced (the live one adds its own).
+        self._cache_base = {"hits": 0, "misses": 0}
 
     # -- snapshot handling ------------------------------------------------------
 
@@ -111,6 +122,9 @@ class RagService:
         # Keep the previous snapshot open one more round: searches may still be using it.
         if self._retired is not None:
             self._retired.close()
+        if self._retriever is not None:
+            self._cache_base["hits"] += self._retriever.cache_hits
+            self._cache_base["misses"] += self._retriever.cache_misses
         self._retired = self._retriever.snapshot if self._retriever else None
         self._retriever = retriever
         self._snapshot_id = snapshot.manifest.version
@@ -195,11 +209,30 @@ class RagService:
         ranked = await self.asearch(query, top_k)
         if chat_model is None:
             answer = answer_extractively(query, ranked)
-        else:
+            return _with_query(answer, query, spent)
+        try:
             answer = await self._chat().answer(
                 question, ranked, chat_model, max_completion_tokens=max_completion_tokens, history=_messages(turns)
             )
-        return _with_query(answer, query, spent)
+        except ApiError as exc:
+            self._observe(chat_model.id, type(exc).__name__)
+            raise
+        answer = _with_query(answer, query, spent)
+        self._observe(chat_model.id, None, answer)
+        return answer
+
+    def _observe(self, model: str, error: str | None, answer: Answer | None = None) -> None:
+        if self.on_upstream is not None:
+            usage = answer.usage if answer is not None else None
+            self.on_upstream(model, error, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
+
+    def cache_stats(self) -> dict[str, int]:
+        """Query vectors served from the cache (`hits`) and embedded (`misses`) so far."""
+        live = self._retriever
+        return {
+            "hits": self._cache_base["hits"] + (live.cache_hits if live else 0),
+            "misses": self._cache_base["misses"] + (live.cache_misses if live else 0),
+        }
 
     async def aask_stream(
         self,
@@ -226,10 +259,19 @@ class RagService:
                 yield AnswerEvent(delta=piece)
             yield AnswerEvent(answer=_with_query(answer, query, spent))
             return
-        async for event in self._chat().stream(
-            question, ranked, chat_model, max_completion_tokens=max_completion_tokens, history=_messages(turns)
-        ):
-            yield AnswerEvent(answer=_with_query(event.answer, query, spent)) if event.answer else event
+        try:
+            async for event in self._chat().stream(
+                question, ranked, chat_model, max_completion_tokens=max_completion_tokens, history=_messages(turns)
+            ):
+                if event.answer is None:
+                    yield event
+                    continue
+                answer = _with_query(event.answer, query, spent)
+                self._observe(chat_model.id, None, answer)
+                yield AnswerEvent(answer=answer)
+        except ApiError as exc:
+            self._observe(chat_model.id, type(exc).__name__)
+            raise
 
     async def _standalone(self, question: str, turns: list[Turn], chat_model: ModelInfo | None) -> tuple[str, Usage]:
         """The question to search for: the follow-up rewritten to stand alone, and what rewriting cost."""
@@ -330,29 +372,42 @@ class RagService:
     # -- writing ---------------------------------------------------------------
 
     def _indexer(self) -> Indexer:
-        s = self.settings
         current = self.directory.current_version()
         embedder = None
         if current is not None and self._retriever is not None and self._snapshot_id == current:
             embedder = self._retriever.embedder
-        return Indexer(
-            s.index_dir,
-            embedding_model=s.embedding_model,
-            default_embedding_model=s.embedding_model or s.default_embedding_model(),
-            embedder=embedder,
-            chunk_tokens=s.chunk_tokens,
-            overlap=s.chunk_overlap,
-            remote=s.client_config(),
-            catalog=self.catalog,
-            embedding_limit=s.embedding_limit,
-            dense_backend=s.vector_backend,
-            milvus_uri=s.milvus_uri,
-            milvus_token=s.milvus_secret(),
-        )
+        return build_indexer(self.settings, embedder=embedder, catalog=self.catalog, holder=SERVER_HOLDER)
 
-    async def aadd_documents(self, documents: Sequence[Document]) -> IndexReport:
-        """Add or replace documents by id; searches see them when this returns."""
-        return await self._write(lambda indexer: indexer.aadd_documents(documents))
+    async def aadd_documents(self, documents: Sequence[Document], *, replace_files: bool = True) -> IndexReport:
+        """Add or replace documents by id; searches see them when this returns.
+
+        Args:
+            replace_files: whether a document may replace one indexed from a file
+                (the HTTP API says False unless the caller asks).
+
+        Raises:
+            DocumentConflictError: `replace_files` is False and an id belongs to a file's document.
+        """
+
+        async def change(indexer: Indexer) -> IndexReport:
+            if not replace_files:
+                await asyncio.to_thread(self._refuse_file_ids, [d.id for d in documents])
+            return await indexer.aadd_documents(documents)
+
+        return await self._write(change)
+
+    def _refuse_file_ids(self, doc_ids: Sequence[str]) -> None:
+        if not self.directory.exists():
+            return
+        with self.directory.open_current() as snapshot:
+            records = snapshot.documents()
+        taken = [i for i in doc_ids if i in records and records[i].source != "api"]
+        if taken:
+            shown = ", ".join(repr(i) for i in taken[:5]) + (" ..." if len(taken) > 5 else "")
+            raise DocumentConflictError(
+                f"{len(taken)} document id(s) belong to documents indexed from files: {shown}",
+                hint='send "replace": true to replace them anyway',
+            )
 
     async def aindex_files(
         self, files: Sequence[tuple[str, bytes]]

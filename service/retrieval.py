@@ -124,16 +124,20 @@ class Retriever:
         self.lexical = snapshot.lexical()
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_size = query_cache_size
+        self.cache_hits = 0
+        self.cache_misses = 0
 
     async def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding, from a small LRU cache when it was asked before."""
         vector = self._query_vectors.get(query)
         if vector is None:
+            self.cache_misses += 1
             vector = await self.embedder.embed_query(query)
             self._query_vectors[query] = vector
             if len(self._query_vectors) > self._query_cache_size:
                 self._query_vectors.popitem(last=False)
         else:
+            self.cache_hits += 1
             self._query_vectors.move_to_end(query)
         return vector
 

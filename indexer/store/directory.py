@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -102,15 +103,18 @@ class IndexDirectory:
         raise StoreError(f"{self.root}: the index kept changing while it was being opened; try again")
 
     @contextmanager
-    def writer(self, timeout: float = 0, *, ann_min_rows: int = ANN_MIN_ROWS) -> Iterator[IndexWriter]:
+    def writer(
+        self, timeout: float = 0, *, ann_min_rows: int = ANN_MIN_ROWS, holder: str = "another indexing run"
+    ) -> Iterator[IndexWriter]:
         """Take the write lock and open a writer (creates the root and the cache).
 
         Args:
             timeout: seconds to wait for another writer; 0 tries once.
             ann_min_rows: vector segments of at least this many rows get an approximate index.
+            holder: who this writer is, as a refused writer is told (`write.owner` holds it).
 
         Raises:
-            IndexLockedError: another writer (any process) holds the lock.
+            IndexLockedError: another writer (any process) holds the lock; names that writer.
         """
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -120,9 +124,15 @@ class IndexDirectory:
         try:
             lock.acquire()
         except filelock.Timeout as exc:
-            raise IndexLockedError(f"the index at {self.root} is locked by another writer") from exc
+            raise self._locked_error() from exc
         except OSError as exc:
             raise StoreError(f"cannot take the write lock of {self.root}: {exc}") from exc
+        owner = self.root / "write.owner"
+        try:
+            # Beside the lock file, which filelock truncates on every attempt to take it.
+            owner.write_text(json.dumps({"pid": os.getpid(), "holder": holder}), encoding="utf-8")
+        except OSError:
+            pass  # only the message of a refused writer depends on it
         try:
             cache = EmbeddingCache(self.root / "cache.sqlite")
             try:
@@ -135,7 +145,19 @@ class IndexDirectory:
             finally:
                 cache.close()
         finally:
+            owner.unlink(missing_ok=True)
             lock.release()
+
+    def _locked_error(self) -> IndexLockedError:
+        try:
+            owner = json.loads((self.root / "write.owner").read_text(encoding="utf-8"))
+            holder, pid = str(owner["holder"]), int(owner["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return IndexLockedError(f"the index at {self.root} is locked by another writer")
+        error = IndexLockedError(f"the index at {self.root} is locked by another writer: {holder} (pid {pid})")
+        if "server" in holder:
+            error.hint = "a write over HTTP is in progress; retry in a few seconds"
+        return error
 
     def cache(self) -> EmbeddingCache:
         """The embedding cache, for reading without the lock (dry runs); the caller closes it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,12 +18,34 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer import errors as e
 
-from ..errors import BudgetError, DocumentNotFoundError, ModelNotServedError, QueryError
+from ..errors import (
+    BudgetError,
+    CollectionExistsError,
+    CollectionNotFoundError,
+    DocumentConflictError,
+    DocumentNotFoundError,
+    ForbiddenError,
+    ModelNotServedError,
+    OverloadedError,
+    PayloadTooLargeError,
+    QueryError,
+    RateLimitedError,
+    UnauthorizedError,
+)
 
 log = logging.getLogger("iorag.api")
 
 #: Most specific class first: the first match wins.
 STATUS: tuple[tuple[type[e.IoragError], int], ...] = (
+    # Access: refused before any work.
+    (UnauthorizedError, 401),
+    (ForbiddenError, 403),
+    (PayloadTooLargeError, 413),
+    (RateLimitedError, 429),
+    (OverloadedError, 503),
+    (CollectionNotFoundError, 404),
+    (CollectionExistsError, 409),
+    (DocumentConflictError, 409),
     (QueryError, 400),
     (DocumentNotFoundError, 404),
     (BudgetError, 400),
@@ -95,6 +118,29 @@ def status_for(exc: e.IoragError) -> int:
     return 500
 
 
+DESCRIPTIONS = {
+    400: "bad request: a question, model, collection name or setting that cannot be served",
+    401: "no API key, or one the server does not know",
+    402: "the chat model needs a higher tier on the API account",
+    403: "the key lacks the scope or the collection",
+    404: "not found: document, collection, or no index yet",
+    409: "conflict: the index is being written (Retry-After), or a document or collection exists",
+    413: "request body over the size cap",
+    422: "invalid body or parameters",
+    429: "rate limit (ours: X-RateLimit-*, or the API's) or exhausted quota; Retry-After says when",
+    500: "internal error",
+    502: "the API refused our request or key",
+    503: "busy (concurrency cap) or the API is unavailable; Retry-After says when",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these statuses, all with the error schema."""
+    from .schemas import ErrorResponse
+
+    return {code: {"model": ErrorResponse, "description": DESCRIPTIONS[code]} for code in codes}
+
+
 def error_body(kind: str, message: str, hint: str = "", *, code: str = "error", **extra: object) -> dict[str, object]:
     body: dict[str, object] = {"type": kind, "message": message}
     if hint:
@@ -104,17 +150,31 @@ def error_body(kind: str, message: str, hint: str = "", *, code: str = "error", 
     return {"error": body}
 
 
-async def _iorag_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, e.IoragError)
+#: Seconds to suggest when a busy index (409) gave no better figure.
+LOCKED_RETRY_AFTER = 5
+
+
+def error_response(exc: e.IoragError) -> JSONResponse:
+    """The JSON response for `exc`: its status from the table, and the headers that status needs."""
     status = status_for(exc)
-    headers = None
+    headers: dict[str, str] = {}
+    wait = getattr(exc, "retry_after", None)
     if status in (429, 503):
         # The API's own figure when it gave one (an exhausted quota names its refresh), else 30 s.
-        wait = getattr(exc, "retry_after", None)
-        headers = {"Retry-After": str(max(1, math.ceil(wait)) if wait is not None else 30)}
-    if status >= 500:
-        log.warning("%s %s failed: %s", request.method, request.url.path, exc.user_message())
+        headers["Retry-After"] = str(max(1, math.ceil(wait)) if wait is not None else 30)
+    elif isinstance(exc, e.IndexLockedError):
+        headers["Retry-After"] = str(max(1, math.ceil(wait)) if wait is not None else LOCKED_RETRY_AFTER)
+    elif status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="iorag"'
     return JSONResponse(error_json(exc), status_code=status, headers=headers)
+
+
+async def _iorag_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, e.IoragError)
+    response = error_response(exc)
+    if response.status_code >= 500:
+        log.warning("%s %s failed: %s", request.method, request.url.path, exc.user_message())
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -132,6 +192,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (no such route, wrong method) in our shape instead of `{"detail"}`."""
     assert isinstance(exc, StarletteHTTPException)
+    error = getattr(exc, "error", None)
+    if isinstance(error, e.IoragError):
+        # Raised while FastAPI read the body (a body over the cap): that error's own response.
+        return error_response(error)
     if exc.status_code == 404:
         kind, message = "NotFoundError", f"no such path: {request.method} {request.url.path}"
         hint = "the API is under /v1 (see /docs); the web page is at /"

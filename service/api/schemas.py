@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+#: Per-field caps on what callers send (the body cap bounds the total).
+MAX_TEXT_CHARS = 1_000_000
+MAX_METADATA_BYTES = 16_384
+MAX_METADATA_DEPTH = 4
+MAX_MESSAGES = 200
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+    hint: str | None = None
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error: `{"error": {"type", "message", "hint"?}}`."""
+
+    error: ErrorBody
 
 
 class Hit(BaseModel):
@@ -71,13 +99,28 @@ class AskResponse(BaseModel):
 
 class DocumentIn(BaseModel):
     id: str = Field(min_length=1, max_length=1024)
-    text: str = Field(min_length=1)
-    title: str = ""
-    metadata: dict[str, Any] = {}
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    title: str = Field(default="", max_length=1024)
+    metadata: dict[str, Any] = Field(
+        default={}, description=f"At most {MAX_METADATA_BYTES} bytes as JSON, nested at most {MAX_METADATA_DEPTH} deep."
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, ensure_ascii=False).encode())
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {size} bytes as JSON; the most accepted is {MAX_METADATA_BYTES}")
+        if _depth(value) > MAX_METADATA_DEPTH:
+            raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+        return value
 
 
 class DocumentsRequest(BaseModel):
     documents: list[DocumentIn] = Field(min_length=1, max_length=10_000)
+    replace: bool = Field(
+        default=False, description="Replace documents indexed from files that have these ids (refused otherwise, 409)."
+    )
 
 
 class DocumentsResponse(BaseModel):
@@ -152,14 +195,18 @@ class ModelsResponse(BaseModel):
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = None
+    content: (
+        Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+        | Annotated[list[dict[str, Any]], Field(max_length=MAX_MESSAGES)]
+        | None
+    ) = None
 
 
 class ChatCompletionRequest(BaseModel):
     """OpenAI-style request; the last user message is the question."""
 
     model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
     max_completion_tokens: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1, description="Deprecated; use max_completion_tokens.")
@@ -174,3 +221,21 @@ class EmbeddingsRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
+
+
+class CollectionCreate(BaseModel):
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit.",
+    )
+
+
+class CollectionOut(BaseModel):
+    name: str
+    documents: int
+    chunks: int
+    embedding_model: str | None
+
+
+class CollectionsResponse(BaseModel):
+    collections: list[CollectionOut]

@@ -18,7 +18,9 @@ from ...answer import Answer
 from ...locations import located_hit_json
 from ...errors import QueryError
 from ..deps import ServiceDep
+from ..errors import error_responses
 from ..schemas import ChatCompletionRequest, ChatMessage
+from ..spend import checked_completion_tokens, checked_model
 from ..sse import sse_response
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -48,16 +50,21 @@ def _usage(answer: Answer) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-@router.post("/chat/completions")
+@router.post(
+    "/chat/completions",
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(400, 402, 404, 409, 429, 502, 503)},
+)
 async def chat_completions(body: ChatCompletionRequest, service: ServiceDep) -> Any:
     """Answer the last user message from the index (set `stream` for server-sent chunks)."""
     question, history = _conversation(body)
-    model = None if body.model in (None, "", "iorag") else body.model
+    model = checked_model(service.settings, None if body.model in (None, "", "iorag") else body.model)
     options: dict[str, Any] = {
         "history": history,
         "model": model,
         "top_k": body.top_k,
-        "max_completion_tokens": body.max_completion_tokens or body.max_tokens,
+        "max_completion_tokens": checked_completion_tokens(
+            service.settings, body.max_completion_tokens or body.max_tokens
+        ),
     }
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())

@@ -10,18 +10,20 @@ from indexer.models import Document
 
 from ...errors import DocumentNotFoundError
 from ..deps import ServiceDep
+from ..errors import error_responses
 from ..schemas import DeleteResponse, DocumentListResponse, DocumentsRequest, DocumentsResponse
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 
-@router.post("", response_model=DocumentsResponse)
+@router.post("", response_model=DocumentsResponse, responses=error_responses(400, 409))
 async def add_documents(body: DocumentsRequest, service: ServiceDep) -> Any:
-    """Add or replace documents by id; only new or changed chunks are embedded."""
+    """Add or replace documents by id; only new or changed chunks are embedded. An id that
+    belongs to a document indexed from a file is refused (409) unless `replace` is true."""
     documents = [
         Document(id=d.id, text=d.text, title=d.title, metadata=d.metadata, source="api") for d in body.documents
     ]
-    report = await service.aadd_documents(documents)
+    report = await service.aadd_documents(documents, replace_files=body.replace)
     return {
         "added": report.added,
         "updated": report.updated,
@@ -44,7 +46,7 @@ async def list_documents(
     return {"documents": [vars(d) for d in page], "total": total, "offset": offset, "limit": limit}
 
 
-@router.delete("/{doc_id:path}", response_model=DeleteResponse, responses={404: {"description": "not indexed"}})
+@router.delete("/{doc_id:path}", response_model=DeleteResponse, responses=error_responses(404, 409))
 async def delete_document(doc_id: str, service: ServiceDep) -> Any:
     """Remove a document from the dense index, the lexical index and the metadata together."""
     report = await service.adelete_documents([doc_id])

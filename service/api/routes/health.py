@@ -4,25 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from ...model_list import list_models, openai_model_json
-from ..deps import ServiceDep
+from ..deps import CallerDep, SettingsDep, get_service
 from ..schemas import ModelsResponse
 
 router = APIRouter(prefix="/v1", tags=["status"])
 
 
 @router.get("/health")
-async def health(service: ServiceDep) -> dict[str, Any]:
-    """Index status: documents, chunks, embedding model, snapshot; `upstream`: up, down or off."""
+async def health(request: Request, caller: CallerDep) -> dict[str, Any]:
+    """Index status: documents, chunks, embedding model, snapshot; `upstream`: up, down or off.
+    Without a key, on a server that has keys, only the status words (no collection data)."""
+    service = await get_service(request) if caller.identified else None
+    if service is None:
+        opened = request.app.state.collections.opened()
+        default = opened.get(request.app.state.settings.collection)
+        return {"status": "ok", "upstream": default.upstream_state() if default else "unknown"}
     info = await service.ahealth()
     info["upstream"] = service.upstream_state()
+    info["collection"] = caller.collection
     return info
 
 
 @router.get("/models", response_model=ModelsResponse)
-async def models(service: ServiceDep) -> Any:
-    """OpenAI's model list; each item also has context length, output cap, embedding limit and their source."""
-    listed, note = await list_models(service.settings)
-    return {"object": "list", "data": [openai_model_json(m) for m in listed], "note": note}
+async def models(request: Request, settings: SettingsDep) -> Any:
+    """OpenAI's model list; each item also has context length, output cap, embedding limit and their source
+    (cached for IORAG_MODELS_TTL seconds)."""
+    listed, note = await request.app.state.models_cache.get(settings)
+    return {"object": "list", "data": listed, "note": note}
