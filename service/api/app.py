@@ -76,6 +76,6 @@ def create_app(
         AccessMiddleware, settings=settings, keys=app.state.keys, limiter=RateLimiter(settings.rate_limit)
     )
     app.add_middleware(ConcurrencyMiddleware, limit=settings.max_concurrency)
-    app.add_middleware(ObservabilityMiddleware, metrics=app_metrics, routes=lambda: app.router.routes)
+    app.add_middleware(ObservabilityMiddleware, metrics=app_metrics, templates=lambda: app.openapi()["paths"])
     openapi.install(app)
     return app

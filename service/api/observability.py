@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..collections import collection_names, describe
@@ -157,28 +156,29 @@ class _IndexCollector(Collector):
         return []
 
 
-def route_template(scope: Scope, routes: Iterable[BaseRoute]) -> str:
-    """The matched route's path template (bounded label values), or `unmatched`."""
+def route_template(scope: Scope, templates: Iterable[str]) -> str:
+    """The route's path template (a bounded label value), or `unmatched`.
+
+    Routed requests carry their route in the scope; requests refused before
+    routing (401, 413, 429...) are matched against the documented templates.
+    """
     route = scope.get("route")
     if route is not None and hasattr(route, "path"):
         return str(route.path)
-    partial = None
-    for candidate in routes:
-        match, _ = candidate.matches(scope)
-        if match is Match.FULL:
-            return str(getattr(candidate, "path", "unmatched"))
-        if match is Match.PARTIAL and partial is None:
-            partial = str(getattr(candidate, "path", "unmatched"))
-    return partial or "unmatched"
+    path = scope["path"]
+    for template in templates:
+        if template == path or re.fullmatch(re.sub(r"\\\{[^}]+\\\}", ".+", re.escape(template)), path):
+            return template
+    return "unmatched"
 
 
 class ObservabilityMiddleware:
     """Outermost: request id in, `X-Request-ID` out, one access log line and the HTTP metrics."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, routes: Callable[[], Iterable[BaseRoute]]) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, templates: Callable[[], Iterable[str]]) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = routes
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,7 +201,7 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = route_template(scope, self.routes())
+            route = route_template(scope, self.templates())
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             self.metrics.latency.labels(scope["method"], route).observe(elapsed)
             caller = scope.get("state", {}).get("caller")
