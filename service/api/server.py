@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -24,17 +25,47 @@ def is_loopback(host: str) -> bool:
 
 
 def protocol_with_header_timeout(seconds: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, closing a connection whose first request headers take over `seconds`.
+    """uvicorn's h11 protocol, closing a connection whose request headers take over `seconds`.
 
-    uvicorn arms its keep-alive timer only after a response, and disarms it once
-    a request's headers are parsed; arming it when the connection opens too
-    bounds the time a client may take to send its headers (slow-header clients).
+    uvicorn itself only times out idle kept-alive connections (and any byte
+    received disarms that), so a client trickling its headers would hold a
+    connection forever. The deadline is armed when the connection opens and
+    after each response, and disarmed once a request's headers are complete.
     """
 
     class HeaderTimeoutProtocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self.timeout_keep_alive_task = self.loop.call_later(seconds, self.timeout_keep_alive_handler)
+            self._arm()
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.loop.call_later(seconds, self._headers_too_slow)
+
+        def _headers_too_slow(self) -> None:
+            self._deadline = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self._deadline is not None and self.conn.their_state is not h11.IDLE:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            super().connection_lost(exc)
 
     return HeaderTimeoutProtocol
 
