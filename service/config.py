@@ -125,9 +125,14 @@ class Settings(BaseSettings):
     @field_validator("collection")
     @classmethod
     def _collection_name(cls, value: str) -> str:
+        from indexer.errors import ConfigError
+
         from .collections import check_name
 
-        return check_name(value)
+        try:
+            return check_name(value)
+        except ConfigError as exc:
+            raise ValueError(f"{exc} ({exc.hint})") from None
 
     @field_validator("log_format")
     @classmethod
