@@ -259,7 +259,6 @@ def test_metrics_move_when_requests_are_served(http: httpx.Client, server: Serve
     assert sample(after, "iorag_http_request_duration_seconds_count", method="POST", route="/v1/search") >= 3
     assert sample(after, "iorag_collection_chunks", collection="beta") == 1
     assert sample(after, "iorag_query_cache_hits_total", collection="default") >= 1
-    assert "iorag_upstream_requests_total" in after or "iorag_upstream_requests" in after
 
 
 def test_wrong_collection_header_on_open_server_is_still_checked(tmp_path: Path) -> None:
@@ -270,3 +269,32 @@ def test_wrong_collection_header_on_open_server_is_still_checked(tmp_path: Path)
         assert client.post("/v1/search", json={"query": "x"}, headers={"X-Collection": "nope"}).status_code == 404
         assert client.get("/metrics").status_code == 200
         assert json.loads(client.get("/v1/collections").text)["collections"][0]["name"] == "default"
+
+
+def test_upstream_metrics_count_chat_calls_tokens_and_errors(tmp_path: Path) -> None:
+    from indexer.catalog import DEFAULT_REMOTE_CHAT_MODEL
+
+    from ..fakeapi import FakeServer
+
+    root = tmp_path / "index"
+    build_indexer(Settings(index_dir=root)).add_documents([Document(id="q", text="Quotas refresh every day.")])
+    with FakeServer() as fake:
+        settings = Settings(index_dir=root, api_key=fake.config.api_key, base_url=fake.base_url, reload_interval=0,
+                            backoff_base=0.01)
+        with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+            answered = http.post("/v1/ask", json={"question": "When do quotas refresh?"})
+            refused = http.post("/v1/ask", json={"question": "When?", "model": "acme/Premium-405B"})
+            text = http.get("/metrics").text
+    assert answered.status_code == 200 and refused.status_code == 402
+    usage = answered.json()["usage"]
+
+    def value(line_start: str) -> float:
+        return float(next(line for line in text.splitlines() if line.startswith(line_start)).rsplit(" ", 1)[1])
+
+    llama = f'model="{DEFAULT_REMOTE_CHAT_MODEL}"'
+    assert value(f'iorag_upstream_requests_total{{{llama},outcome="ok"}}') == 1
+    assert value(f'iorag_upstream_tokens_total{{kind="prompt",{llama}}}') == usage["prompt_tokens"]
+    assert value(f'iorag_upstream_tokens_total{{kind="completion",{llama}}}') == usage["completion_tokens"]
+    assert value('iorag_upstream_errors_total{error="PaymentRequiredError",model="acme/Premium-405B"}') == 1
+    # The upstream key never reaches the metrics.
+    assert fake.config.api_key not in text

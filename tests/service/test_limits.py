@@ -196,3 +196,24 @@ def test_the_cli_says_when_the_server_holds_the_lock(index_dir: Path, tmp_path: 
     assert result.exit_code == 1
     assert "iorag server" in result.output and "retry in a few seconds" in result.output
     assert "another `iorag index`" not in result.output
+
+
+def test_the_model_list_is_cached_for_its_ttl(index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.model_list as model_list
+
+    calls: list[bool | None] = []
+    real = model_list.list_models
+
+    async def counted(settings: Settings, remote: bool | None = None):  # type: ignore[no-untyped-def]
+        calls.append(remote)
+        return await real(settings, remote)
+
+    monkeypatch.setattr(model_list, "list_models", counted)
+    with serve(create_app(Settings(index_dir=index_dir, models_ttl=300))) as url, httpx.Client(base_url=url) as http:
+        first = [http.get("/v1/models").json() for _ in range(3)]
+    assert len(calls) == 1 and first[0] == first[2] and first[0]["models"]
+    calls.clear()
+    with serve(create_app(Settings(index_dir=index_dir, models_ttl=0))) as url, httpx.Client(base_url=url) as http:
+        for _ in range(2):
+            http.get("/v1/models")
+    assert len(calls) == 2
