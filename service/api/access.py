@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
@@ -28,9 +28,9 @@ from ..errors import ForbiddenError, RateLimitedError, UnauthorizedError
 from ..keys import ApiKey, KeyStore
 from .errors import error_response
 
-#: No key needed (the answer says less to anonymous callers when keys exist).
-OPEN = "open"
 Need = Literal["open", "read", "write", "admin"]
+#: No key needed (the answer says less to anonymous callers when keys exist).
+OPEN: Final = "open"
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ class AccessMiddleware:
         if not keys:
             # No keys: the server is on loopback (or run with --insecure) and trusts its callers.
             return Caller(None, True, self._collection(scope, None))
-        if rule.need != OPEN:
+        if rule.need != "open":
             if token is None:
                 raise UnauthorizedError("this route needs an API key")
             if key is None:
