@@ -36,6 +36,10 @@ PREFIX = "iorag_"
 KEY_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@"
 
 
+class KeyFileError(ConfigError):
+    """The key file exists but cannot be read: a server refuses every keyed route until it is mended."""
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """One key as stored (never the secret)."""
@@ -85,7 +89,7 @@ class KeyStore:
         except FileNotFoundError:
             return ()
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{self.path}: unreadable key file: {exc}") from exc
+            raise KeyFileError(f"{self.path}: unreadable key file: {exc}") from exc
 
     def find(self, secret: str) -> ApiKey | None:
         """The key whose hash matches `secret`, comparing every stored hash in constant time."""

@@ -10,6 +10,7 @@ new route is closed until it is listed. Paths outside `/v1` and `/metrics`
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ from indexer.errors import ConfigError, IoragError
 
 from ..collections import check_name
 from ..config import Settings
-from ..errors import ForbiddenError, RateLimitedError, UnauthorizedError
-from ..keys import ApiKey, KeyStore
+from ..errors import ForbiddenError, OverloadedError, RateLimitedError, UnauthorizedError
+from ..keys import ApiKey, KeyFileError, KeyStore
 from .errors import error_response
 
 Need = Literal["open", "read", "write", "admin"]
@@ -58,6 +59,8 @@ RULES: tuple[Rule, ...] = (
     Rule("*", "/v1/collections", "admin", collection=False),
     Rule("GET", "/metrics", "admin", collection=False),
 )
+log = logging.getLogger("iorag.access")
+
 #: What a `/v1` route missing from RULES needs: closed until someone lists it.
 UNLISTED = Rule("*", "/v1", "admin")
 #: Paths under these are the API: keys, collections and rate limits apply.
@@ -185,12 +188,17 @@ class AccessMiddleware:
         await self.app(scope, receive, send_with_headers)
 
     def _caller(self, scope: Scope, rule: Rule) -> Caller:
-        keys = self.keys.keys()
+        try:
+            keys = self.keys.keys()
+        except KeyFileError as exc:
+            # Fail closed, and keep the file's path and the parse error in the log.
+            log.error("%s", exc)
+            raise OverloadedError("the server cannot read its API keys; tell its operator") from exc
         token = bearer_token(scope)
         key = self.keys.find(token) if token else None
         if not keys:
             # No keys: the server is on loopback (or run with --insecure) and trusts its callers.
-            return Caller(None, True, self._collection(scope, None))
+            return Caller(None, True, self._collection(scope, None, rule))
         if rule.need != "open":
             if token is None:
                 raise UnauthorizedError("this route needs an API key")
@@ -203,12 +211,14 @@ class AccessMiddleware:
                 )
             if not rule.collection and key.collection is not None:
                 raise ForbiddenError(f"key {key.name!r} is bound to one collection; this route is server-wide")
-        collection = self._collection(scope, key)
-        if key is not None and key.collection not in (None, collection):
+        collection = self._collection(scope, key, rule)
+        if rule.collection and key is not None and key.collection not in (None, collection):
             raise ForbiddenError(f"key {key.name!r} may not use collection {collection!r}")
         return Caller(key, False, collection)
 
-    def _collection(self, scope: Scope, key: ApiKey | None) -> str:
+    def _collection(self, scope: Scope, key: ApiKey | None, rule: Rule | None = None) -> str:
+        if rule is not None and not rule.collection:
+            return self.settings.collection  # server-wide: the header means nothing here
         asked = header(scope, b"x-collection")
         if asked is None or not asked.strip():
             # A key bound to one collection works there without the header.

@@ -298,3 +298,13 @@ def test_upstream_metrics_count_chat_calls_tokens_and_errors(tmp_path: Path) -> 
     assert value('iorag_upstream_errors_total{error="PaymentRequiredError",model="acme/Premium-405B"}') == 1
     # The upstream key never reaches the metrics.
     assert fake.config.api_key not in text
+
+
+def test_an_unreadable_key_file_fails_closed(tmp_path: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    settings.keys_path.parent.mkdir(parents=True)
+    settings.keys_path.write_text("{not json")
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url) as http:
+        response = http.post("/v1/search", json={"query": "x"})
+        assert response.status_code == 503 and str(settings.keys_path) not in response.text
+        assert http.get("/v1/health").status_code == 503
