@@ -194,8 +194,9 @@ def test_collection_names_are_checked_strictly(http: httpx.Client, server: Serve
     response = http.post("/v1/search", json={"query": "x"}, headers={**admin, "X-Collection": name})
     assert response.status_code == 400 and response.json()["error"]["type"] == "ConfigError"
     assert http.post("/v1/collections", json={"name": name}, headers=admin).status_code == 422
-    assert not any(p.name.startswith(".") is False and p.name not in ("alpha", "beta")
-                   for p in (server.root / "collections").iterdir())
+    # Nothing was created, inside the root or beside it.
+    assert {p.name for p in (server.root / "collections").iterdir()} == {"alpha", "beta"}
+    assert sorted(p.name for p in server.root.parent.iterdir()) == ["files", "index"]
 
 
 def test_http_adds_never_replace_file_documents_unless_asked(http: httpx.Client, server: Server) -> None:
