@@ -70,14 +70,15 @@ def protocol_with_header_timeout(seconds: float) -> type[H11Protocol]:
     return HeaderTimeoutProtocol
 
 
-def server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
+def server_config(app: Any, settings: Settings, *, host: str, port: int, own_logging: bool = True) -> uvicorn.Config:
+    """uvicorn's config for `iorag serve`; `own_logging=False` leaves the process's logging as it is."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         http=protocol_with_header_timeout(settings.header_timeout),
         timeout_keep_alive=max(1, round(settings.keep_alive_timeout)),
-        log_config=logging_config(settings.log_format),
+        log_config=logging_config(settings.log_format) if own_logging else None,
         access_log=False,
         server_header=False,
     )

@@ -145,7 +145,7 @@ def test_beyond_the_concurrency_cap_is_503_with_retry_after(index_dir: Path) -> 
 
 def test_slow_request_headers_are_cut_off(index_dir: Path) -> None:
     settings = Settings(index_dir=index_dir, header_timeout=0.5)
-    server = uvicorn.Server(server_config(create_app(settings), settings, host="127.0.0.1", port=0))
+    server = uvicorn.Server(server_config(create_app(settings), settings, host="127.0.0.1", port=0, own_logging=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -211,7 +211,7 @@ def test_the_model_list_is_cached_for_its_ttl(index_dir: Path, monkeypatch: pyte
     monkeypatch.setattr(model_list, "list_models", counted)
     with serve(create_app(Settings(index_dir=index_dir, models_ttl=300))) as url, httpx.Client(base_url=url) as http:
         first = [http.get("/v1/models").json() for _ in range(3)]
-    assert len(calls) == 1 and first[0] == first[2] and first[0]["models"]
+    assert len(calls) == 1 and first[0] == first[2] and first[0]["data"]
     calls.clear()
     with serve(create_app(Settings(index_dir=index_dir, models_ttl=0))) as url, httpx.Client(base_url=url) as http:
         for _ in range(2):
