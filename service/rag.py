@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -401,7 +402,8 @@ class RagService:
             return
         with self.directory.open_current() as snapshot:
             records = snapshot.documents()
-        taken = [i for i in doc_ids if i in records and records[i].source != "api"]
+        # `iorag index` records the file's absolute path; HTTP adds say "api" and uploads their bare name.
+        taken = [i for i in doc_ids if i in records and Path(records[i].source).is_absolute()]
         if taken:
             shown = ", ".join(repr(i) for i in taken[:5]) + (" ..." if len(taken) > 5 else "")
             raise DocumentConflictError(
@@ -410,9 +412,13 @@ class RagService:
             )
 
     async def aindex_files(
-        self, files: Sequence[tuple[str, bytes]]
+        self, files: Sequence[tuple[str, bytes]], *, replace_files: bool = True
     ) -> tuple[IndexReport | None, list[str], list[SourceProblem]]:
         """Parse uploaded files (name, bytes) with the CLI's readers and add what they hold.
+
+        Args:
+            replace_files: as for `aadd_documents` (an upload named like a document
+                `iorag index` read from disk replaces it only when True).
 
         Returns:
             The write's report (None when no file yielded a document), the ids of the
@@ -421,7 +427,7 @@ class RagService:
         scanned = await asyncio.to_thread(read_uploads, files)
         if not scanned.documents:
             return None, [], scanned.problems
-        report = await self.aadd_documents(scanned.documents)
+        report = await self.aadd_documents(scanned.documents, replace_files=replace_files)
         ids = [d.id for d in scanned.documents if d.id in report.document_chunks]
         return report, ids, scanned.problems + report.problems
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("access") / "index"
     base = Settings(index_dir=root, reload_interval=0)
     files = write_corpus(root.parent / "files", {"handbook.md": "# Handbook\n\nThe office opens at nine in the morning."})
-    build_indexer(base).index([files])
+    with contextlib.chdir(files):  # document ids are paths relative to where `iorag index` runs
+        build_indexer(base).index(["handbook.md"])
     build_indexer(base.for_collection("alpha")).add_documents([Document(id="alpha-doc", text=ALPHA_SECRET, source="api")])
     build_indexer(base.for_collection("beta")).add_documents([Document(id="beta-doc", text=BETA_SECRET, source="api")])
     store = KeyStore(base.keys_path)
@@ -201,13 +203,20 @@ def test_collection_names_are_checked_strictly(http: httpx.Client, server: Serve
 
 def test_http_adds_never_replace_file_documents_unless_asked(http: httpx.Client, server: Server) -> None:
     write = auth(server.keys["write"])
-    doc_id = http.get("/v1/health", headers=write).json() and _file_doc_id(server)
+    doc_id = _file_doc_id(server)
+    assert doc_id == "handbook.md"
     doc = {"id": doc_id, "text": "Planted text that must not replace the handbook."}
     refused = http.post("/v1/documents", json={"documents": [doc]}, headers=write)
     assert refused.status_code == 409 and refused.json()["error"]["type"] == "DocumentConflictError"
     assert "replace" in refused.json()["error"]["hint"]
+    upload = {"files": (doc_id, b"# Planted\n\nAn upload that must not replace the handbook.", "text/markdown")}
+    assert http.post("/v1/files", files=upload, headers=write).status_code == 409
     hits = http.post("/v1/search", json={"query": "office opens nine", "mode": "lexical"}, headers=write).json()
     assert "nine in the morning" in hits["results"][0]["text"]
+    # Named explicitly, they replace it; an upload may then replace the upload.
+    replaced = http.post("/v1/files", files=upload, data={"replace": "true"}, headers=write)
+    assert replaced.status_code == 200 and replaced.json()["updated"] == 1
+    assert http.post("/v1/files", files=upload, headers=write).json()["unchanged"] == 1
     replaced = http.post("/v1/documents", json={"documents": [doc], "replace": True}, headers=write)
     assert replaced.status_code == 200 and replaced.json()["updated"] == 1
 
@@ -216,7 +225,7 @@ def _file_doc_id(server: Server) -> str:
     from indexer.store import IndexDirectory
 
     with IndexDirectory(server.root).open_current() as snapshot:
-        return next(i for i, r in snapshot.documents().items() if r.source != "api")
+        return next(i for i, r in snapshot.documents().items() if Path(r.source).is_absolute())
 
 
 def test_keys_are_stored_hashed_and_revocation_applies_at_once(http: httpx.Client, server: Server) -> None:
