@@ -167,7 +167,7 @@ def test_tenant_a_never_sees_tenant_b(http: httpx.Client, server: Server) -> Non
 
 def test_health_tells_anonymous_callers_nothing_about_collections(http: httpx.Client, server: Server) -> None:
     anonymous = http.get("/v1/health")
-    assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok"}
+    assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok", "upstream": "off"}
     full = http.get("/v1/health", headers=auth(server.keys["read"])).json()
     assert full["documents"] == 1 and full["collection"] == "default"
 
