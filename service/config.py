@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     #: Largest request body in bytes; uploads (`/v1/files`) have their own cap.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_upload_bytes: int = Field(default=64 << 20, ge=1024)
-    #: Requests per minute per key (per client address without keys); 0: no limit.
+    #: Requests per minute per key (per client address on a keyless --insecure server); 0: no limit.
     rate_limit: int = Field(default=600, ge=0)
     #: Requests served at once; beyond it, 503 with Retry-After.
     max_concurrency: int = Field(default=64, ge=1)

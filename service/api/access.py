@@ -164,7 +164,9 @@ class AccessMiddleware:
         try:
             caller = self._caller(scope, rule)
             identity = f"key:{caller.key.name}" if caller.key else f"addr:{(scope.get('client') or ('?',))[0]}"
-            allowed, rate_headers = self.limiter.hit(identity)
+            # A keyless server on loopback has one trusted user: limits are for shared servers.
+            shared = not caller.open_server or self.settings.insecure
+            allowed, rate_headers = self.limiter.hit(identity) if shared else (True, {})
             if not allowed:
                 raise RateLimitedError(
                     f"rate limit of {self.settings.rate_limit} requests per minute reached",

@@ -120,7 +120,11 @@ def test_body_and_field_caps(index_dir: Path) -> None:
 
 
 def test_over_the_rate_limit_is_429_with_headers(index_dir: Path) -> None:
+    # Without keys, only a server shared on purpose (--insecure) counts requests per address.
     with serve(create_app(Settings(index_dir=index_dir, rate_limit=3))) as url, httpx.Client(base_url=url) as http:
+        assert all(http.get("/v1/models").status_code == 200 for _ in range(5))
+    shared = Settings(index_dir=index_dir, rate_limit=3, insecure=True)
+    with serve(create_app(shared)) as url, httpx.Client(base_url=url) as http:
         answers = [http.get("/v1/models") for _ in range(4)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert [a.headers["x-ratelimit-remaining"] for a in answers] == ["2", "1", "0", "0"]
