@@ -4,20 +4,27 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 QUESTION ?= What happens when the quota runs out while indexing?
 
-.PHONY: run test install clean
+.PHONY: run test install install-runtime clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "iorag needs Python 3.11 or newer (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# Runtime dependencies only (what `make run` needs); the test extras come with `make install`/`make test`.
+$(VENV)/.installed-runtime: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	@touch $@
+	@touch $@ $(VENV)/.installed-runtime
+
+install-runtime: $(VENV)/.installed-runtime
 
 install: $(VENV)/.installed
 
-run: install
+run: install-runtime
 	$(BIN)/iorag index corpora/
 	$(BIN)/iorag ask "$(QUESTION)"
 	@echo

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from .errors import ChunkingError, ConfigError
 from .models import Chunk, Document, Segment, embedding_text, make_chunk_id
@@ -96,7 +96,9 @@ def fits(text: str, counter: TokenCounter, max_tokens: int) -> bool:
     return counter.count(text) <= max_tokens
 
 
-def chunk_document(doc: Document, counter: TokenCounter, config: ChunkingConfig) -> list[Chunk]:
+def chunk_document(
+    doc: Document, counter: TokenCounter, config: ChunkingConfig, *, on_progress: Callable[[int], None] | None = None
+) -> list[Chunk]:
     """Cut a document into chunks whose `embedding_text` fits `config.max_tokens`.
 
     Every non-whitespace character of `doc.text` lies in at least one chunk,
@@ -106,6 +108,7 @@ def chunk_document(doc: Document, counter: TokenCounter, config: ChunkingConfig)
         doc: The document; markdown headings in its text give the structure.
         counter: Token counter of the embedding model.
         config: Limit, preferred size and overlap.
+        on_progress: called with the character offset reached after each section (long documents take a while).
 
     Returns:
         The chunks in document order; empty for a whitespace-only document.
@@ -130,6 +133,8 @@ def chunk_document(doc: Document, counter: TokenCounter, config: ChunkingConfig)
         for a, b in _clip(start, end, cuts):
             if _NON_SPACE.search(text, a, b) is not None:
                 spans.extend((s, e, t, header) for s, e, t in cutter.cut_section(a, b, header))
+        if on_progress is not None:
+            on_progress(end)
 
     chunks: list[Chunk] = []
     segment_ends = [segment.end for segment in doc.segments]

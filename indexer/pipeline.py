@@ -27,22 +27,28 @@ from .catalog import LOCAL_EMBEDDING_MODEL, Catalog, ModelInfo, default_catalog
 from .chunking import ChunkingConfig, chunk_document
 from .embedders import RemoteOptions, make_embedder
 from .embedding import Embedder, plan_batches
-from .errors import ConfigError, IoragError, QuotaExhaustedError
+from .errors import ConfigError, IoragError, QuotaExhaustedError, SourceError
 from .models import Chunk, Document, sha256_hex
-from .sources import SourceProblem, in_scope, scan
+from .sources import SUPPORTED_SUFFIXES, SourceProblem, in_scope, scan
 from .store import DocumentEntry, DocumentRecord, EmbeddingCache, IndexDirectory, Manifest, Snapshot
 from .store.dense.faiss import ANN_MIN_ROWS
 from .store.writer import IndexWriter
 from .store.backends import DenseTarget, resolve_uri
+from .sync_calls import refuse_inside_event_loop
 from .tokens import counter_for
 
 #: Bump when chunking changes in a way that changes chunk boundaries.
 CHUNKER_VERSION = 2
 #: Default chunk size cap: long chunks blur retrieval and crowd prompts.
 DEFAULT_CHUNK_TOKENS = 512
+#: Texts counted per progress report when planning requests.
+_COUNT_SLICE = 512
 
 #: Called with (chunks embedded so far, chunks to embed in this run).
 ProgressFn = Callable[[int, int], None]
+#: Called with (stage, done, total) through a run: "scanning" (files read; total 0: not known
+#: ahead), "chunking" (characters of new or changed text cut), "embedding" (chunks embedded).
+StageFn = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -140,6 +146,7 @@ class Indexer:
         overlap: tokens of overlap between neighbouring chunks.
         remote: how to reach the upstream API for remote models.
         progress: called as embeddings arrive.
+        on_stage: called through every stage of a run, scanning and chunking included.
         embedding_limit: the model's token limit as the caller states it (a model
             nothing else describes, or a lower limit than the known one).
         on_wait: called with the seconds the API client waits for a rate-limit window.
@@ -171,6 +178,7 @@ class Indexer:
         remote: RemoteOptions | None = None,
         catalog: Catalog | None = None,
         progress: ProgressFn | None = None,
+        on_stage: StageFn | None = None,
         dense_backend: str | None = None,
         milvus_uri: str | None = None,
         milvus_token: str | None = None,
@@ -197,19 +205,30 @@ class Indexer:
         self._remote = remote
         self._progress = progress
         self._ann_min_rows = ann_min_rows
+        self._on_stage = on_stage
 
     # -- public, sync ---------------------------------------------------------
 
     def index(self, paths: Sequence[str | Path], *, dry_run: bool = False) -> IndexReport:
-        """Index files, directories or globs; documents from these paths whose file is gone are removed."""
+        """Index files, directories or globs; documents from these paths whose file is gone are removed.
+
+        Raises:
+            ConfigError: called inside a running event loop (await `aindex` there).
+        """
+        refuse_inside_event_loop("Indexer.index", "Indexer.aindex")
         return asyncio.run(self._in_own_loop(self.aindex(paths, dry_run=dry_run)))
 
     def add_documents(self, documents: Sequence[Document], *, dry_run: bool = False) -> IndexReport:
-        """Add or replace documents by id."""
+        """Add or replace documents by id (in async code, await `aadd_documents`)."""
+        refuse_inside_event_loop("Indexer.add_documents", "Indexer.aadd_documents")
         return asyncio.run(self._in_own_loop(self.aadd_documents(documents, dry_run=dry_run)))
 
     def delete_documents(self, doc_ids: Iterable[str]) -> IndexReport:
-        """Remove documents by id; `report.missing_ids` lists ids that were not indexed."""
+        """Remove documents by id; `report.missing_ids` lists ids that were not indexed.
+
+        In async code, await `adelete_documents`.
+        """
+        refuse_inside_event_loop("Indexer.delete_documents", "Indexer.adelete_documents")
         return asyncio.run(self._in_own_loop(self.adelete_documents(doc_ids)))
 
     async def _in_own_loop(self, work: Awaitable[IndexReport]) -> IndexReport:
@@ -227,8 +246,17 @@ class Indexer:
         if not paths:
             raise ConfigError("no paths to index", hint="name files, directories or globs")
         started = time.monotonic()
-        result = await asyncio.to_thread(scan, list(paths))
+        files_read = 0
+
+        def file_read(path: Path) -> None:
+            nonlocal files_read
+            files_read += 1
+            self._stage("scanning", files_read, 0)
+
+        result = await asyncio.to_thread(scan, list(paths), on_file=file_read)
         scope = list(paths)
+        if not result.files:
+            self._refuse_nothing_found(scope, result.problems)
         # A file that could not be read keeps its last good version; an emptied one goes.
         troubled = [p.source for p in result.problems if p.reason != "empty document"]
 
@@ -244,6 +272,25 @@ class Indexer:
         report.problems = list(result.problems) + report.problems
         report.unsupported = dict(result.unsupported)
         return report
+
+    def _refuse_nothing_found(self, scope: list[str | Path], problems: list[SourceProblem]) -> None:
+        """No file to read under the paths: fail naming them rather than publish an empty index.
+
+        Unless the index holds documents from those paths: re-indexing a folder that
+        is gone is how its documents are removed.
+        """
+        current = self._open_current()
+        try:
+            records = list(current.documents().values()) if current else []
+        finally:
+            if current is not None:
+                current.close()
+        if any(r.source != "api" and in_scope(r.source, scope) for r in records):
+            return
+        if problems:
+            raise problems[0].to_error()
+        supported = " ".join(SUPPORTED_SUFFIXES)
+        raise SourceError(", ".join(map(str, scope)), f"no files to index here (supported: {supported})")
 
     async def aadd_documents(self, documents: Sequence[Document], *, dry_run: bool = False) -> IndexReport:
         return await self._run(list(documents), lambda current: set(), dry_run=dry_run, started=time.monotonic())
@@ -311,7 +358,9 @@ class Indexer:
             self._account(plan, requests)
             if requests.hashes:
                 await self._embed(plan, requests, writer.cache)
-            if plan.changed or (plan.full and requests.hashes):
+            # A new index with no document in it is never published: it would only hide the mistake.
+            empty_start = current is None and not plan.records
+            if (plan.changed or (plan.full and requests.hashes)) and not empty_start:
                 manifest = await asyncio.to_thread(self._publish, writer, plan)
                 plan.report.snapshot = manifest.snapshot
                 plan.report.published = True
@@ -432,6 +481,8 @@ class Indexer:
         chunks: list[Chunk] = []
         deletes = set(removed)
         untouched: list[str] = []
+        to_cut = sum(len(document.text) for document in incoming)
+        cut = 0
         for document in incoming:
             previous: DocumentEntry | None = known.get(document.id)
             deletes.discard(document.id)  # still here, just read again
@@ -444,7 +495,13 @@ class Indexer:
                 if previous.source == document.source:
                     untouched.append(document.id)
                     continue
-            doc_chunks = chunk_document(document, counter, config)
+            done_before = cut
+            doc_chunks = chunk_document(
+                document, counter, config,
+                on_progress=lambda offset: self._stage("chunking", done_before + offset, to_cut),
+            )
+            cut += len(document.text)
+            self._stage("chunking", cut, to_cut)
             if not doc_chunks:
                 report.problems.append(SourceProblem(document.source, f"document {document.id!r} has no text"))
                 if previous is not None:
@@ -508,18 +565,26 @@ class Indexer:
         chunks: list[Chunk] = []
         counter = counter_for(model)
         read = {document.id for document in incoming}
+
+        def reused(doc_id: str) -> bool:
+            previous = old_records.get(doc_id)
+            return previous is not None and previous.content_hash == final[doc_id].content_hash and doc_id in old_chunks
+
+        # Progress in characters: one large file is one document, and it can take a while to cut.
+        to_cut = sum(len(final[doc_id].text) for doc_id in final if not reused(doc_id))
+        cut = 0
         for doc_id in sorted(final):
             item = final[doc_id]
-            previous = old_records.get(doc_id)
-            reuse = (
-                previous is not None
-                and previous.content_hash == item.content_hash
-                and doc_id in old_chunks
-            )
-            if reuse:
+            if reused(doc_id):
                 doc_chunks = old_chunks[doc_id]
             else:
-                doc_chunks = chunk_document(_as_document(item), counter, config)
+                done_before = cut
+                doc_chunks = chunk_document(
+                    _as_document(item), counter, config,
+                    on_progress=lambda offset: self._stage("chunking", done_before + offset, to_cut),
+                )
+                cut += len(item.text)
+                self._stage("chunking", cut, to_cut)
             if not doc_chunks:
                 report.problems.append(SourceProblem(item.source, f"document {doc_id!r} has no text"))
                 continue
@@ -541,7 +606,11 @@ class Indexer:
         plan, so their request counts are what the real run sends.
         """
         texts = self._texts_for(plan, missing)
-        counts = counter_for(plan.model).count_many(texts) if texts else []
+        counter = counter_for(plan.model)
+        counts: list[int] = []
+        for start in range(0, len(texts), _COUNT_SLICE):
+            counts.extend(counter.count_many(texts[start : start + _COUNT_SLICE]))
+            self._stage("counting tokens", len(counts), len(texts))
         order = sorted(range(len(texts)), key=lambda i: counts[i])
         hashes = [missing[i] for i in order]
         texts = [texts[i] for i in order]
@@ -624,6 +693,7 @@ class Indexer:
             report.tokens_embedded += sum(counts[i] for i in batch)
             if self._progress:
                 self._progress(done, total)
+            self._stage("embedding", done, total)
 
         tasks = [asyncio.create_task(run(batch)) for batch in requests.batches]
         try:
@@ -655,6 +725,10 @@ class Indexer:
         if not plan.hashes:
             return np.zeros((0, dims), dtype=np.float32)
         return np.stack([found[h] for h in plan.hashes]).astype(np.float32, copy=False)
+
+    def _stage(self, stage: str, done: int, total: int) -> None:
+        if self._on_stage is not None:
+            self._on_stage(stage, done, total)
 
     async def aclose(self) -> None:
         """Close the embedder this indexer built (its HTTP connections), not one it was given."""

@@ -13,7 +13,7 @@ from indexer.errors import ContextLengthError
 from indexer.models import ScoredChunk
 from indexer.tokens import counter_for
 
-from .citations import map_citations
+from .citations import CitationRenumberer, renumber_citations
 from .extractive import extractive_answer
 from .prompting import PackedPrompt, TokenRatioTracker, budget_for, pack_prompt, shrink_budget
 
@@ -32,17 +32,24 @@ class ContextReport:
 
 @dataclass(frozen=True)
 class Answer:
-    """An answer with the sources it was drawn from; `[n]` in the text is `sources[n-1]`."""
+    """An answer with the sources it cites; `[n]` in the text is `sources[n-1]`.
+
+    `sources` holds only the cited chunks, each once, numbered 1..n in order of
+    first citation; `retrieved` holds every chunk the answer was drawn from (the
+    prompt's context), cited or not.
+    """
 
     answer: str
     model: str
     sources: list[ScoredChunk]
     usage: Usage
     context: ContextReport
-    #: 0-based positions in `sources` that the answer cites.
+    #: 0-based positions in `sources` that the answer cites (all of them, since sources are the cited ones).
     cited: list[int] = field(default_factory=list)
     #: What retrieval searched for: the question, or a follow-up made to stand alone.
     query: str = ""
+    #: The context the answer was drawn from, in rank order.
+    retrieved: list[ScoredChunk] = field(default_factory=list)
 
 
 def stream_pieces(text: str) -> list[str]:
@@ -50,6 +57,15 @@ def stream_pieces(text: str) -> list[str]:
     an answer that exists whole, such as the extractive one; they join back to `text`."""
     pieces = re.findall(r"\s*\S+\s*", text)
     return pieces or ([text] if text else [])
+
+
+def _cited_answer(text: str, drawn_from: Sequence[ScoredChunk], **fields: Any) -> Answer:
+    """An Answer whose citations are renumbered 1..n over the cited chunks of `drawn_from`."""
+    text, cited = renumber_citations(text, [hit.chunk.chunk_id for hit in drawn_from])
+    sources = [drawn_from[i] for i in cited]
+    return Answer(
+        answer=text.strip(), sources=sources, cited=list(range(len(sources))), retrieved=list(drawn_from), **fields
+    )
 
 
 @dataclass(frozen=True)
@@ -64,13 +80,12 @@ def answer_extractively(question: str, ranked: Sequence[ScoredChunk]) -> Answer:
     """The offline answer: sentences from the sources, cited."""
     picked = extractive_answer(question, ranked)
     tokens = sum(hit.chunk.tokens for hit in ranked)
-    return Answer(
-        answer=picked.text,
+    return _cited_answer(
+        picked.text,
+        ranked,
         model=EXTRACTIVE_MODEL,
-        sources=list(ranked),
         usage=Usage(),
         context=ContextReport(chunks=len(ranked), tokens=tokens, dropped=0),
-        cited=picked.cited,
     )
 
 
@@ -138,6 +153,8 @@ class ChatAnswerer:
         parts: list[str] = []
         prompt_tokens = completion_tokens = 0
         for attempt in range(2):
+            # Citations are renumbered as they stream, exactly as `_finish` renumbers the whole text.
+            renumberer = CitationRenumberer([hit.chunk.chunk_id for hit in packed.sources])
             try:
                 # aclosing: a consumer that stops early frees the connection and its slot at once.
                 deltas = self.client.chat_stream(
@@ -150,7 +167,12 @@ class ChatAnswerer:
                             completion_tokens = delta.usage.completion_tokens
                         if delta.content and not delta.reasoning:
                             parts.append(delta.content)
-                            yield AnswerEvent(delta=delta.content)
+                            released = renumberer.feed(delta.content)
+                            if released:
+                                yield AnswerEvent(delta=released)
+                rest = renumberer.flush()
+                if rest:
+                    yield AnswerEvent(delta=rest)
                 break
             except ContextLengthError as exc:
                 # The server refuses before the first byte; shrink by what it reports and stream once more.
@@ -178,15 +200,14 @@ class ChatAnswerer:
 
     @staticmethod
     def _finish(model: ModelInfo, packed: PackedPrompt, text: str, prompt_tokens: int, completion_tokens: int) -> Answer:
-        return Answer(
-            answer=text.strip(),
+        return _cited_answer(
+            text,
+            packed.sources,
             model=model.id,
-            sources=list(packed.sources),
             usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
             context=ContextReport(
                 chunks=len(packed.sources), tokens=packed.prompt_tokens, dropped=packed.dropped, budget=packed.budget
             ),
-            cited=map_citations(text, packed.sources),
         )
 
 
@@ -207,6 +228,7 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         "context": context,
         "cited": [i + 1 for i in answer.cited],
         "query": answer.query,
+        "retrieved": [hit_json(hit) for hit in answer.retrieved],
     }
 
 

@@ -57,3 +57,75 @@ def map_citations(answer: str, sources: Sequence[ScoredChunk]) -> list[int]:
         Indices in order of first citation; numbers outside 1..len(sources) are dropped.
     """
     return [number - 1 for number in cited_numbers(answer) if number <= len(sources)]
+
+
+#: The start of a bracket that may still become a citation when more text arrives.
+_OPEN_CITATION = re.compile(r"\[[\d\s,;\-\u2013\u2014]*\Z")
+#: Longest unfinished bracket held back while streaming; longer ones are not citations.
+_MAX_HELD = 120
+
+
+class CitationRenumberer:
+    """Renumbers the citations in an answer, also as it streams, so the sources read 1..n.
+
+    The first source cited becomes [1], the next new one [2], and so on; numbers
+    that name the same chunk share one number, numbers outside 1..len(keys) are
+    dropped from their bracket, and a bracket that names no source at all (think
+    `[2019]`) is left as written. `feed` holds back an unfinished `[3` until its
+    bracket closes, so the streamed pieces join up to exactly `renumber_citations`.
+
+    Args:
+        keys: one key per source as numbered in the prompt (`keys[0]` is [1]), e.g. chunk ids.
+    """
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._keys = list(keys)
+        self._numbers: dict[str, int] = {}
+        #: 0-based prompt positions of the cited sources, in their new order.
+        self.cited: list[int] = []
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        """The renumbered text that can be released now (maybe less than was fed)."""
+        text = self._held + text
+        self._held = ""
+        start = text.rfind("[")
+        if start != -1 and len(text) - start <= _MAX_HELD and _OPEN_CITATION.match(text, start):
+            text, self._held = text[:start], text[start:]
+        return _CITATION.sub(self._rewrite, text)
+
+    def flush(self) -> str:
+        """The rest, at the end of the answer."""
+        text, self._held = self._held, ""
+        return _CITATION.sub(self._rewrite, text)
+
+    def _rewrite(self, bracket: re.Match[str]) -> str:
+        new: list[int] = []
+        for number in cited_numbers(bracket.group(0)):
+            if number > len(self._keys):
+                continue
+            key = self._keys[number - 1]
+            if key not in self._numbers:
+                self._numbers[key] = len(self._numbers) + 1
+                self.cited.append(number - 1)
+            if self._numbers[key] not in new:
+                new.append(self._numbers[key])
+        if not new:
+            return bracket.group(0)
+        return "[" + ", ".join(map(str, new)) + "]"
+
+
+def renumber_citations(answer: str, keys: Sequence[str]) -> tuple[str, list[int]]:
+    """The answer with its citations renumbered 1..n in order of first citation.
+
+    Args:
+        answer: the answer text, citing `[k]` for the source with key `keys[k-1]`.
+        keys: one key per source (chunk ids): numbers naming the same key get one number.
+
+    Returns:
+        The rewritten text, and the 0-based indices into `keys` of the cited sources:
+        `[1]` in the new text is `keys[cited[0]]`, and so on.
+    """
+    renumberer = CitationRenumberer(keys)
+    text = renumberer.feed(answer) + renumberer.flush()
+    return text, renumberer.cited

@@ -8,7 +8,9 @@ Exit status: 0 success, 1 runtime failure, 2 usage error, 3 quota exhausted
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import socket
 import sys
 import time
 from pathlib import Path
@@ -80,19 +82,31 @@ def cli() -> None:
     """
 
 
-def _progress_bar(total_hint: str) -> tuple[Any, Any]:
+#: Progress unit per stage of an indexing run (see `indexer.pipeline.StageFn`).
+_STAGE_UNITS = {"scanning": "file", "chunking": "char", "counting tokens": "chunk", "embedding": "chunk"}
+
+
+def _progress_bar(label: str) -> tuple[Any, Any]:
+    """A stderr progress bar that follows the stages of an indexing run: (bar, on_stage)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="chunk", desc=total_hint, disable=None, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=None, unit="file", desc=label, disable=None, file=sys.stderr, dynamic_ncols=True)
+    current = [""]
 
-    def update(done: int, total: int) -> None:
-        if bar.total != total:
+    def on_stage(stage: str, done: int, total: int) -> None:
+        if stage != current[0]:
+            current[0] = stage
+            bar.reset(total=total or None)
+            bar.unit = _STAGE_UNITS.get(stage, "item")
+            bar.unit_scale = stage == "chunking"
+            bar.set_description(f"{label}: {stage}", refresh=False)
+        elif total and bar.total != total:
             bar.total = total
         bar.n = done
         bar.set_postfix_str("", refresh=False)  # a wait for the rate-limit window is over
         bar.refresh()
 
-    return bar, update
+    return bar, on_stage
 
 
 def _window_notice(bar: Any) -> Any:
@@ -150,8 +164,8 @@ def index(
         index_dir=index_dir, embedding_model=embedding_model, chunk_tokens=chunk_tokens, chunk_overlap=overlap,
         vector_backend=vector_backend, embedding_limit=embedding_limit, collection=collection,
     )
-    bar, update = _progress_bar("embedding")
-    indexer = build_indexer(settings, progress=update, on_wait=_window_notice(bar), holder="`iorag index`")
+    bar, on_stage = _progress_bar("indexing")
+    indexer = build_indexer(settings, on_stage=on_stage, on_wait=_window_notice(bar), holder="`iorag index`")
     try:
         report = asyncio.run(_index(indexer, list(paths), dry_run))
     finally:
@@ -214,6 +228,10 @@ def search(
     settings = settings_from(index_dir=index_dir, top_k=top_k, search_mode=mode, collection=collection)
     with RagService(settings) as service:
         hits = service.search(query)
+        empty = not hits and service.health().get("chunks") == 0
+    if empty:
+        where = settings.index_dir
+        fail(f"the index at {where} holds no documents; add some with `iorag index PATH --index {where}`")
     if as_json:
         click.echo(json.dumps({"results": [located_hit_json(h) for h in hits]}, indent=2, ensure_ascii=False))
         return
@@ -266,10 +284,9 @@ def ask(
         return
     click.echo(answer.answer)
     click.echo("")
-    cited = set(answer.cited) or set(range(len(answer.sources)))
-    for position, hit in enumerate(answer.sources):
-        if position in cited:
-            click.echo(f"[{position + 1}] {source_label(hit)} :: {hit.chunk.header or hit.chunk.doc_id}")
+    # The sources are the cited chunks, numbered as the answer cites them.
+    for number, hit in enumerate(answer.sources, start=1):
+        click.echo(f"[{number}] {source_label(hit)} :: {hit.chunk.header or hit.chunk.doc_id}")
     budget = f" of {answer.context.budget}" if answer.context.budget is not None else ""
     click.echo(
         f"({answer.model}; {answer.context.chunks} chunks, {answer.context.tokens}{budget} tokens of context, "
@@ -303,7 +320,31 @@ def serve(index_dir: Path | None, host: str, port: int, collection: str | None, 
         )
     access = "API keys required" if has_keys else "no API keys: open to every caller"
     click.echo(f"iorag: serving {settings.index_dir} on http://{host}:{port} ({access}; docs at /docs)", err=True)
-    run(create_app(settings), settings, host=host, port=port)
+    # Bound here, not by uvicorn: a taken port is then one line and exit status 1, not
+    # uvicorn's startup-failure status 3 (which iorag uses for "quota exhausted").
+    sock = _listen_socket(host, port)
+    with sock:
+        started = run(create_app(settings), settings, host=host, port=port, sock=sock)
+    if not started:
+        fail(f"the server on {host}:{port} did not start (see the log above)")
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port, or a one-line failure naming the port."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        fail(f"cannot listen on {host}:{port}: unknown host ({exc.strerror})", EXIT_USAGE)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"port {port} on {host} is already in use; stop the other server or pick another with --port")
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    return sock
 
 
 @cli.group()
@@ -420,8 +461,8 @@ def evaluate_command(
     dataset = load_dataset(dataset_dir)
     index_dir = index_dir or Path(".iorag-eval") / dataset.name
     settings = settings_from(index_dir=index_dir, embedding_model=embedding_model, reload_interval=0)
-    bar, update = _progress_bar(f"indexing {dataset.name}")
-    indexer = build_indexer(settings, progress=update)
+    bar, on_stage = _progress_bar(f"indexing {dataset.name}")
+    indexer = build_indexer(settings, on_stage=on_stage)
     try:
         summary = asyncio.run(
             run_evaluation(

@@ -6,7 +6,7 @@ from typing import Callable
 
 from indexer.catalog import Catalog
 from indexer.embedding import Embedder
-from indexer.pipeline import Indexer, ProgressFn
+from indexer.pipeline import Indexer, ProgressFn, StageFn
 
 from .config import Settings
 
@@ -17,6 +17,7 @@ def build_indexer(
     embedder: Embedder | None = None,
     catalog: Catalog | None = None,
     progress: ProgressFn | None = None,
+    on_stage: StageFn | None = None,
     on_wait: Callable[[float], None] | None = None,
     holder: str | None = None,
 ) -> Indexer:
@@ -24,6 +25,8 @@ def build_indexer(
 
     Args:
         embedder: reuse this embedder (it stays the caller's to close).
+        progress: told (done, total) as embeddings arrive.
+        on_stage: told (stage, done, total) through every stage, scanning and chunking included.
         on_wait: told how long the API client waits for a rate-limit window.
         holder: who writes, as a busy index tells other writers (e.g. "the iorag server").
     """
@@ -38,6 +41,7 @@ def build_indexer(
         remote=settings.client_config(),
         catalog=catalog,
         progress=progress,
+        on_stage=on_stage,
         embedding_limit=settings.embedding_limit,
         on_wait=on_wait,
         dense_backend=settings.vector_backend,

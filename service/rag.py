@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from pathlib import Path
-from contextlib import AbstractContextManager
 from dataclasses import replace
+from functools import partial
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from indexer.api import CircuitBreaker
 from indexer.catalog import EXTRACTIVE_MODEL, Catalog, ModelInfo, default_catalog
-from indexer.embedders import make_embedder
+from indexer.embedders import LazyEmbedder, make_embedder
 from indexer.embedding import Embedder
 from indexer.api import Usage
 from indexer.errors import (
@@ -36,6 +37,7 @@ from indexer.pipeline import Indexer, IndexReport
 from indexer.sources import SourceProblem, read_uploads
 from indexer.store import DocumentSummary, IndexDirectory, Snapshot
 from indexer.tokens import counter_for
+from indexer.sync_calls import refuse_inside_event_loop
 
 from .answer import Answer, AnswerEvent, ChatAnswerer, answer_extractively, stream_pieces
 from .config import Settings
@@ -44,6 +46,7 @@ from .embeddings import Embeddings, embed_texts
 from .errors import DocumentConflictError, QueryError
 from .indexing import build_indexer
 from .prompting import budget_for
+from .loop_thread import LoopThread
 from .retrieval import Mode, Retriever
 
 log = logging.getLogger("iorag.service")
@@ -86,14 +89,15 @@ class RagService:
         self._api_models_merged = False
         self._client: Any = None
         self._answerer: ChatAnswerer | None = None
-        self._portal_cm: AbstractContextManager[Any] | None = None
-        self._portal: Any = None
         #: One breaker for every client of the upstream this service builds, so health can report it.
         self.breaker = CircuitBreaker()
         #: Told about every chat call to the API (the server's metrics).
         self.on_upstream: UpstreamHook | None = None
         # Query-vector cache counts of retrievers already replaced (the live one adds its own).
         self._cache_base = {"hits": 0, "misses": 0}
+        # The sync methods' event loop; one per service, started by the first sync call.
+        self._loop_thread: LoopThread | None = None
+        self._loop_lock = threading.Lock()
 
     # -- snapshot handling ------------------------------------------------------
 
@@ -110,7 +114,10 @@ class RagService:
             self._checked_at = time.monotonic()
             current_id = self.directory.current_version()
             if current_id is None:
-                raise IndexNotFoundError(f"no index at {self.directory.root}")
+                raise IndexNotFoundError(
+                    f"there is no index at {self.directory.root}",
+                    hint=f"make one with `iorag index PATH --index {self.directory.root}`",
+                )
             if self._retriever is None or current_id != self._snapshot_id:
                 await self._load()
         assert self._retriever is not None
@@ -139,10 +146,13 @@ class RagService:
                 hint=f"reindex with --embedding-model {wanted}, or unset IORAG_EMBEDDING_MODEL",
             )
         if self._embedder is None or self._embedder.model.id != model_id:
-            self._embedder = make_embedder(
-                model_id, self.settings.client_config(), self.catalog,
-                limit=self.settings.embedding_limit, **self._client_options(model_id),
+            # Built on first use: lexical search needs no embedder (nor an API key for a remote model).
+            limit = self.settings.embedding_limit
+            build = partial(
+                make_embedder, model_id, self.settings.client_config(), self.catalog,
+                limit=limit, **self._client_options(model_id),
             )
+            self._embedder = LazyEmbedder(self.catalog.resolve(model_id, "embedding", limit), build)
         return self._embedder
 
     # -- reading ---------------------------------------------------------------
@@ -448,31 +458,32 @@ class RagService:
 
     # -- sync facade -------------------------------------------------------------
 
-    def _call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        if self._portal is None:
-            from anyio.from_thread import start_blocking_portal
-
-            self._portal_cm = start_blocking_portal()
-            self._portal = self._portal_cm.__enter__()
-        return self._portal.call(lambda: func(*args, **kwargs))
+    def _call(self, name: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run `await func(...)` on this service's own event loop thread (started on first use)."""
+        refuse_inside_event_loop(f"RagService.{name}", f"RagService.a{name}")
+        with self._loop_lock:
+            if self._loop_thread is None:
+                self._loop_thread = LoopThread(name="iorag-rag-loop")
+            loop_thread = self._loop_thread
+        return loop_thread.run(lambda: func(*args, **kwargs))
 
     def search(self, query: str, top_k: int | None = None, mode: Mode | None = None) -> list[ScoredChunk]:
-        return self._call(self.asearch, query, top_k, mode)  # type: ignore[no-any-return]
+        return self._call("search", self.asearch, query, top_k, mode)  # type: ignore[no-any-return]
 
     def ask(self, question: str, *, history: Iterable[Turn | Mapping[str, Any]] | None = None, **kwargs: Any) -> Answer:
-        return self._call(self.aask, question, history=history, **kwargs)  # type: ignore[no-any-return]
+        return self._call("ask", self.aask, question, history=history, **kwargs)  # type: ignore[no-any-return]
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
-        return self._call(self.aembed, texts)  # type: ignore[no-any-return]
+        return self._call("embed", self.aembed, texts)  # type: ignore[no-any-return]
 
     def health(self) -> dict[str, Any]:
-        return self._call(self.ahealth)  # type: ignore[no-any-return]
+        return self._call("health", self.ahealth)  # type: ignore[no-any-return]
 
     def add_documents(self, documents: Sequence[Document]) -> IndexReport:
-        return self._call(self.aadd_documents, documents)  # type: ignore[no-any-return]
+        return self._call("add_documents", self.aadd_documents, documents)  # type: ignore[no-any-return]
 
     def delete_documents(self, doc_ids: Sequence[str]) -> IndexReport:
-        return self._call(self.adelete_documents, doc_ids)  # type: ignore[no-any-return]
+        return self._call("delete_documents", self.adelete_documents, doc_ids)  # type: ignore[no-any-return]
 
     # -- lifetime -----------------------------------------------------------------
 
@@ -489,13 +500,17 @@ class RagService:
         self._retriever = self._retired = None
 
     def close(self) -> None:
-        if self._portal is not None:
-            self._portal.call(self.aclose)
-            assert self._portal_cm is not None
-            self._portal_cm.__exit__(None, None, None)
-            self._portal = self._portal_cm = None
-        else:
+        """Release connections and snapshots, and stop the sync calls' event loop thread."""
+        refuse_inside_event_loop("RagService.close", "RagService.aclose")
+        with self._loop_lock:
+            loop_thread, self._loop_thread = self._loop_thread, None
+        if loop_thread is None:
             asyncio.run(self.aclose())
+            return
+        try:
+            loop_thread.run(self.aclose)
+        finally:
+            loop_thread.stop()
 
     def __enter__(self) -> "RagService":
         return self

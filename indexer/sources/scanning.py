@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ..models import Document
 from .problems import ScanResult, SourceProblem, UnsupportedFile
@@ -19,12 +19,15 @@ from .registry import SUPPORTED_SUFFIXES, Origin, file_kind, read_bytes, upload_
 from .scope import GLOB_MAGIC
 
 
-def scan(paths: Sequence[str | Path], *, base: Path | None = None) -> ScanResult:
+def scan(
+    paths: Sequence[str | Path], *, base: Path | None = None, on_file: Callable[[Path], None] | None = None
+) -> ScanResult:
     """Read every supported file under `paths` into documents.
 
     Args:
         paths: Files, directories (read recursively, hidden entries skipped) or globs (`**` allowed).
         base: Directory that plain-file document ids are relative to; default the current directory.
+        on_file: called after each file is read (for progress).
 
     Returns:
         Documents, problems, the files read and the unsupported files met, in a deterministic order.
@@ -42,6 +45,8 @@ def scan(paths: Sequence[str | Path], *, base: Path | None = None) -> ScanResult
                     result.problems.append(found)
                 else:
                     result.documents.append(found)
+            if on_file is not None:
+                on_file(item)
     _drop_duplicate_ids(result)
     return result
 

@@ -48,7 +48,8 @@ class Hit(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=20_000)
+    # Emptiness is checked by the service, so an empty or blank query is a 400 (QueryError), not a 422.
+    query: str = Field(max_length=20_000)
     top_k: int | None = Field(default=None, ge=1, le=1000)
     mode: Literal["hybrid", "dense", "lexical"] | None = None
 
@@ -63,7 +64,8 @@ class Turn(BaseModel):
 
 
 class AskRequest(BaseModel):
-    question: str = Field(min_length=1, max_length=20_000)
+    # Emptiness is checked by the service, so an empty or blank question is a 400 (QueryError), not a 422.
+    question: str = Field(max_length=20_000)
     history: list[Turn] = Field(
         default=[], max_length=200, description="Earlier turns of the conversation, oldest first."
     )
@@ -95,6 +97,9 @@ class AskResponse(BaseModel):
     context: ContextOut
     cited: list[int] = Field(default=[], description="1-based numbers of the sources the answer cites.")
     query: str = Field(default="", description="What retrieval searched for: the question, or the follow-up made to stand alone.")
+    retrieved: list[Hit] = Field(
+        default=[], description="Every chunk the answer was drawn from, in rank order; `sources` are the cited ones."
+    )
 
 
 class DocumentIn(BaseModel):

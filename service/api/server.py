@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from typing import Any
 
 import h11
@@ -84,5 +85,8 @@ def server_config(app: Any, settings: Settings, *, host: str, port: int, own_log
     )
 
 
-def run(app: Any, settings: Settings, *, host: str, port: int) -> None:
-    uvicorn.Server(server_config(app, settings, host=host, port=port)).run()
+def run(app: Any, settings: Settings, *, host: str, port: int, sock: socket.socket | None = None) -> bool:
+    """Serve until stopped, on `sock` when given (already bound to host:port); False if it never started."""
+    server = uvicorn.Server(server_config(app, settings, host=host, port=port))
+    server.run(sockets=[sock] if sock is not None else None)
+    return bool(server.started)

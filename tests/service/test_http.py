@@ -42,7 +42,11 @@ def test_ask_returns_the_contract_shape(client: httpx.Client) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) >= {"answer", "model", "sources", "usage", "context"}
-    assert body["model"] == "extractive" and len(body["sources"]) == 4
+    assert body["model"] == "extractive" and len(body["retrieved"]) == 4
+    # Sources are the cited chunks, numbered as cited; the retrieved context is kept beside them.
+    assert body["sources"] and body["cited"] == list(range(1, len(body["sources"]) + 1))
+    retrieved_ids = [hit["chunk_id"] for hit in body["retrieved"]]
+    assert all(source["chunk_id"] in retrieved_ids for source in body["sources"])
     assert set(body["sources"][0]) >= {"chunk_id", "doc_id", "title", "text", "score"}
     assert set(body["usage"]) == {"prompt_tokens", "completion_tokens"}
     assert set(body["context"]) == {"chunks", "tokens", "dropped"}
@@ -87,8 +91,12 @@ def test_documents_can_be_added_found_and_deleted(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("path", "body", "status"),
     [
-        ("/v1/ask", {"question": ""}, 422),
+        # Empty and blank questions are bad questions (400, our error shape), as the README promises.
+        ("/v1/ask", {"question": ""}, 400),
         ("/v1/ask", {"question": "   "}, 400),
+        ("/v1/ask", {"question": " \n\t ", "stream": True}, 400),
+        ("/v1/search", {"query": ""}, 400),
+        ("/v1/search", {"query": "  "}, 400),
         ("/v1/ask", {"question": "hi", "top_k": 0}, 422),
         ("/v1/ask", {"question": "hi", "model": "no/such-model"}, 400),
         ("/v1/ask", {"question": "hi", "model": "meta-llama/Llama-3.3-70B-Instruct"}, 400),
