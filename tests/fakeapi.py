@@ -199,6 +199,8 @@ class FakeConfig:
     tier_models: frozenset[str] | None = None
     #: Every error answer leaks the caller's Authorization header (a header, the body, HTML pages).
     echo_key: bool = False
+    #: Source numbers the chat answer cites, in this order (None: every source in the prompt).
+    cite: list[int] | None = None
 
 
 def iio_config(**changes: Any) -> FakeConfig:
@@ -701,7 +703,11 @@ class FakeApi:
             )
             raise _Stop(self.error(400, message, "BadRequestError"), replace(record, status=400))
         self.check_quota("chat", model, prompt + budget)
-        content, reasoning, finish = _answer(model, source_numbers(messages), budget)
+        present = source_numbers(messages)
+        # `cite`: answer citing these numbers instead (those the prompt holds), like a model that skips some.
+        wanted = self.config.cite
+        cited = [n for n in wanted if n in present] if wanted is not None else present
+        content, reasoning, finish = _answer(model, cited, budget)
         last = str(messages[-1].get("content") or "")
         for key, reply in self.config.replies.items():
             if key in last:

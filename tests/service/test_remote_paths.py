@@ -495,3 +495,44 @@ def test_no_log_line_holds_a_key(log_lines: list[str], server: FakeServer) -> No
     # Runs last in this module: everything the HTTP app, the client and uvicorn logged so far.
     assert log_lines, "the log capture saw nothing"
     assert_no_secret(*log_lines)
+
+
+# --- first-hour fixes, remote ---------------------------------------------------------
+
+
+def test_cli_lexical_search_needs_no_key_on_a_remote_index(remote_index: Indexed, fake: FakeServer) -> None:
+    result = iorag("search", "quota refresh", "--mode", "lexical", "--json", cwd=remote_index.work,
+                   base_url=fake.base_url, key=None)
+    assert ok_json(result)["results"], result.stderr
+    assert fake.log.records == []  # nothing was embedded, nothing sent
+    # Dense search does need the model, and says so in one line.
+    dense = iorag("search", "quota refresh", "--mode", "dense", cwd=remote_index.work, base_url=fake.base_url, key=None)
+    assert dense.returncode == 1 and "Traceback" not in dense.stderr
+    assert "IOINTELLIGENCE_API_KEY" in dense.stderr and len(dense.stderr.strip().splitlines()) == 1
+
+
+def test_cli_citations_are_renumbered_without_gaps(remote_index: Indexed, fake: FakeServer) -> None:
+    fake.reset(fake_config(cite=[3, 5, 3]))  # a model that skips sources: "[3], [5] and [3]"
+    answer = ok_json(iorag("ask", QUESTION, "-k", "5", "--json", cwd=remote_index.work, base_url=fake.base_url))
+    assert answer["answer"] == "Answer based on [1], [2] and [1]."
+    retrieved = answer["retrieved"]
+    assert len(retrieved) == 5 and answer["context"]["chunks"] == 5
+    assert [s["chunk_id"] for s in answer["sources"]] == [retrieved[2]["chunk_id"], retrieved[4]["chunk_id"]]
+    assert answer["cited"] == [1, 2]
+    plain = iorag("ask", QUESTION, "-k", "5", cwd=remote_index.work, base_url=fake.base_url)
+    assert plain.returncode == 0, plain.stderr
+    lines = plain.stdout.strip().splitlines()
+    assert lines[0] == "Answer based on [1], [2] and [1]."
+    listed = [line for line in lines if line.startswith("[")]
+    assert [line.split("]")[0] + "]" for line in listed] == ["[1]", "[2]"]
+    assert listed[0].startswith(f"[1] {retrieved[2]['doc_id']} ::")
+
+
+def test_http_streamed_citations_are_renumbered_as_they_stream(http: httpx.Client, fake: FakeServer) -> None:
+    fake.reset(fake_config(cite=[4, 2]))
+    with http.stream("POST", "/v1/ask", json={"question": QUESTION, "top_k": 4, "stream": True}) as response:
+        events = sse_data(response)
+    final = events[-1]
+    streamed = "".join(e["delta"] for e in events[:-1]).strip()
+    assert streamed == final["answer"] == "Answer based on [1] and [2]."
+    assert [s["chunk_id"] for s in final["sources"]] == [final["retrieved"][3]["chunk_id"], final["retrieved"][1]["chunk_id"]]
