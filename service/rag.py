@@ -65,7 +65,11 @@ class RagService:
 
     Use the async methods (`asearch`, `aask`, ...) from async code and the
     sync ones (`search`, `ask`, ...) elsewhere; one instance serves one of the
-    two styles, because its HTTP connections belong to one event loop.
+    two styles, because its HTTP connections belong to one event loop. The sync
+    methods run on the service's own event loop thread (`LoopThread`), started
+    by the first sync call and stopped by `close()`, by garbage collection or at
+    exit; called inside a running event loop they raise a ConfigError naming
+    their async twin.
     """
 
     def __init__(
