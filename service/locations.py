@@ -42,10 +42,10 @@ def located_hit_json(hit: ScoredChunk) -> dict[str, Any]:
 
 
 def located_answer_json(answer: Answer) -> dict[str, Any]:
-    """An answer's JSON whose sources carry their `location`."""
+    """An answer's JSON whose sources (and retrieved context) carry their `location`."""
     data = answer_json(answer)
-    by_id = {hit.chunk.chunk_id: hit for hit in answer.sources}
-    for source in data.get("sources", []):
+    by_id = {hit.chunk.chunk_id: hit for hit in [*answer.sources, *answer.retrieved]}
+    for source in [*data.get("sources", []), *data.get("retrieved", [])]:
         hit = by_id.get(source.get("chunk_id"))
         source.setdefault("location", _location_json(hit) if hit else None)
     return data
