@@ -319,10 +319,10 @@ def serve(index_dir: Path | None, host: str, port: int, collection: str | None, 
             EXIT_USAGE,
         )
     access = "API keys required" if has_keys else "no API keys: open to every caller"
-    click.echo(f"iorag: serving {settings.index_dir} on http://{host}:{port} ({access}; docs at /docs)", err=True)
     # Bound here, not by uvicorn: a taken port is then one line and exit status 1, not
     # uvicorn's startup-failure status 3 (which iorag uses for "quota exhausted").
     sock = _listen_socket(host, port)
+    click.echo(f"iorag: serving {settings.index_dir} on http://{host}:{port} ({access}; docs at /docs)", err=True)
     with sock:
         started = run(create_app(settings), settings, host=host, port=port, sock=sock)
     if not started:
