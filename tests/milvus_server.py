@@ -6,7 +6,10 @@ config template. We use its config machinery (`MilvusServerConfig`) to write
 rather than through `MilvusServer.start()`, because that changes the test
 process's working directory and starts a child that outlives a killed parent.
 
-- Ports: every port is picked free on loopback by the kernel (never a fixed one).
+- Ports: every configurable port is picked free on loopback by the kernel. The
+  embedded etcd still binds 127.0.0.1:2379 and 2380 whatever the config says, so
+  one server at a time runs on a machine: a lock file held for the server's life
+  makes a second test session wait for the first instead of crashing its server.
 - Data, logs and config live in a temporary directory; the binaries are
   decompressed once into a cache directory (about 250 MB) and linked from there.
 - Authentication is on, and root's well-known password is replaced by a random
@@ -25,6 +28,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +39,8 @@ import filelock
 #: The component whose address each `<component>.ip` config key sets (what they advertise).
 _COMPONENTS = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexNode", "dataCoord", "dataNode")
 _PR_SET_PDEATHSIG = 1
+#: Held while a server runs: its embedded etcd's ports are fixed (see above).
+_ETCD_PORTS_LOCK = Path(tempfile.gettempdir()) / "iorag-milvus-etcd-ports.lock"
 
 
 class MilvusStartError(RuntimeError):
@@ -89,6 +95,7 @@ class MilvusServerProcess:
         self.token = ""
         self.startup_seconds = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ports_lock = filelock.FileLock(_ETCD_PORTS_LOCK)
         self._log = self.data_dir / "logs" / "milvus-console.log"
 
     @property
@@ -104,6 +111,10 @@ class MilvusServerProcess:
         from milvus import MilvusServerConfig
 
         started = time.monotonic()
+        try:
+            self._ports_lock.acquire(timeout=timeout)
+        except filelock.Timeout:
+            raise MilvusStartError(f"another Milvus server held {_ETCD_PORTS_LOCK} for {timeout:.0f} s") from None
         binaries = unpack_binaries(self.cache)
         config = MilvusServerConfig(data_dir=str(self.data_dir))
         for key in config.configurable_items:
@@ -183,11 +194,15 @@ class MilvusServerProcess:
     def stop(self, grace: float = 3.0) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds; idempotent."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
         try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            if proc is None or proc.poll() is not None:
+                return
+            proc.terminate()
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        finally:
+            if self._ports_lock.is_locked:
+                self._ports_lock.release()
