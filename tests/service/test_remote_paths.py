@@ -11,7 +11,6 @@ echoes a wrong key back in its 401 message.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import re
@@ -30,6 +29,7 @@ from service.config import Settings
 
 from ..conftest import ROOT
 from ..fakeapi import DEFAULT_MODELS, GEMMA, MXBAI, FakeConfig, FakeModel, FakeServer, RequestRecord, answer_text
+from ..logcapture import captured_log_lines
 from ..serving import serve
 
 KEY = "sk-iorag-remote-test-5c8e1f27d9"
@@ -99,28 +99,11 @@ def citing(count: int) -> str:
 # --- fixtures --------------------------------------------------------------------
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 @pytest.fixture(scope="module")
 def log_lines() -> Iterator[list[str]]:
     """Every log line emitted in this process (the HTTP app runs here) while the module runs."""
-    handler = _Collect()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield handler.lines
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
+    with captured_log_lines() as lines:
+        yield lines
 
 
 @pytest.fixture(scope="module")

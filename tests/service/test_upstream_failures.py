@@ -10,7 +10,6 @@ appear in any response, CLI output or log line.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from service.config import Settings
 
 from ..conftest import ROOT
 from ..fakeapi import FakeConfig, FakeServer
+from ..logcapture import captured_log_lines
 from ..serving import serve
 
 CANARY = "sk-canary-4f1d9a7c2e8b6053d1a9"
@@ -56,27 +56,10 @@ def iorag(*args: str, cwd: Path, base_url: str, key: str | None = CANARY) -> sub
     )
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 @pytest.fixture(scope="module")
 def logs() -> Iterator[list[str]]:
-    handler = _Collect()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield handler.lines
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
+    with captured_log_lines() as lines:
+        yield lines
 
 
 @pytest.fixture(scope="module")
