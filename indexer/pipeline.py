@@ -35,7 +35,7 @@ from .store.dense.faiss import ANN_MIN_ROWS
 from .store.writer import IndexWriter
 from .store.backends import DenseTarget, resolve_uri
 from .sync_calls import refuse_inside_event_loop
-from .tokens import counter_for
+from .tokens import TokenCounter, counter_for
 
 #: Bump when chunking changes in a way that changes chunk boundaries.
 CHUNKER_VERSION = 2
@@ -495,13 +495,8 @@ class Indexer:
                 if previous.source == document.source:
                     untouched.append(document.id)
                     continue
-            done_before = cut
-            doc_chunks = chunk_document(
-                document, counter, config,
-                on_progress=lambda offset: self._stage("chunking", done_before + offset, to_cut),
-            )
+            doc_chunks = self._cut(document, counter, config, cut, to_cut)
             cut += len(document.text)
-            self._stage("chunking", cut, to_cut)
             if not doc_chunks:
                 report.problems.append(SourceProblem(document.source, f"document {document.id!r} has no text"))
                 if previous is not None:
@@ -523,6 +518,17 @@ class Indexer:
         kept = sum(kept_counts.values())
         return _Plan(model, config, records, chunks, hashes, report, changed, False, tuple(sorted(deletes)), dense,
                      kept)
+
+    def _cut(
+        self, document: Document, counter: TokenCounter, config: ChunkingConfig, done_before: int, to_cut: int
+    ) -> list[Chunk]:
+        """Chunk one document, reporting progress in characters of all that this run cuts."""
+        chunks = chunk_document(
+            document, counter, config,
+            on_progress=lambda offset: self._stage("chunking", done_before + offset, to_cut),
+        )
+        self._stage("chunking", done_before + len(document.text), to_cut)
+        return chunks
 
     def _plan_all(
         self,
@@ -578,13 +584,8 @@ class Indexer:
             if reused(doc_id):
                 doc_chunks = old_chunks[doc_id]
             else:
-                done_before = cut
-                doc_chunks = chunk_document(
-                    _as_document(item), counter, config,
-                    on_progress=lambda offset: self._stage("chunking", done_before + offset, to_cut),
-                )
+                doc_chunks = self._cut(_as_document(item), counter, config, cut, to_cut)
                 cut += len(item.text)
-                self._stage("chunking", cut, to_cut)
             if not doc_chunks:
                 report.problems.append(SourceProblem(item.source, f"document {doc_id!r} has no text"))
                 continue
