@@ -1,10 +1,10 @@
 """Lexical (BM25) search terms: one tokenizer for stored chunks and queries.
 
-Chunks are stored in an SQLite FTS5 table of the snapshot (see `store/snapshot.py`)
-as their stemmed, stop-word-free terms; FTS5 keeps the postings and the corpus
-statistics as writes add and tombstone rows, so BM25 is never rebuilt by a reader
-and IDF is global over the whole index. Terms come from bm25s's tokenizer with
-English stop words and Snowball stemming (what iorag used before it stored BM25).
+Chunks are stored as postings of their stemmed, stop-word-free terms in
+memory-mapped segments that writes add and compaction merges (see
+`store/postings.py`), so BM25 is never rebuilt by a reader and IDF is global over
+the whole index. Terms come from bm25s's tokenizer with English stop words and
+Snowball stemming (what iorag used before it stored BM25).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import threading
 from typing import Protocol, Sequence
 
 from .models import Chunk
+from .text import lexical_text
 
-#: Lucene's defaults for BM25; FTS5's bm25() uses the same k1 and b.
+#: Lucene's defaults for BM25.
 BM25_K1, BM25_B = 1.2, 0.75
 
 
@@ -37,31 +38,29 @@ class Terms:
         self._stemmer = Stemmer.Stemmer("english")
         self._lock = threading.Lock()
 
-    def of(self, texts: Sequence[str]) -> list[str]:
-        """Each text's terms, space-separated (what the FTS5 table stores)."""
+    def of(self, texts: Sequence[str]) -> list[list[str]]:
+        """Each text's terms, in order (repeats kept)."""
+        ids, vocabulary = self.ids_of(texts)
+        return [[vocabulary[i] for i in row] for row in ids]
+
+    def ids_of(self, texts: Sequence[str]) -> tuple[list[list[int]], list[str]]:
+        """Each text's terms as indexes into the returned vocabulary (what postings are built from)."""
         if not texts:
-            return []
+            return [], []
         with self._lock:
             tokens = self._bm25s.tokenize(
-                list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False, return_ids=False
+                list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False, return_ids=True
             )
-        return [" ".join(t) for t in tokens]
+        vocabulary = [""] * len(tokens.vocab)
+        for term, i in tokens.vocab.items():
+            vocabulary[i] = term
+        return tokens.ids, vocabulary
 
-    def of_chunks(self, chunks: Sequence[Chunk]) -> list[tuple[str, str]]:
-        """(header terms, text terms) per chunk: two FTS5 columns ranked with equal weights, which is
-        BM25 over `text.lexical_text` (the header once, then the text)."""
-        headers = self.of([c.header for c in chunks])
-        bodies = self.of([c.text for c in chunks])
-        return list(zip(headers, bodies))
+    def of_chunks(self, chunks: Sequence[Chunk]) -> tuple[list[list[int]], list[str]]:
+        """Each chunk's terms over `text.lexical_text` (its header once, then its text), as `ids_of` gives them."""
+        return self.ids_of([lexical_text(c.header, c.text) for c in chunks])
 
     def stem(self, word: str) -> str:
         """One word's term (lowercased, stemmed), stop words included."""
         with self._lock:
             return str(self._stemmer.stemWord(word.lower()))
-
-    def match(self, query: str) -> str | None:
-        """An FTS5 MATCH expression: any of the query's terms; None if it has none."""
-        terms = dict.fromkeys(self.of([query])[0].split())
-        if not terms:
-            return None
-        return " OR ".join(f'"{t}"' for t in terms)

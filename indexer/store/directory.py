@@ -70,12 +70,13 @@ class IndexDirectory:
         manifest = self.current_manifest()
         return manifest.version if manifest else None
 
-    def previous_segments(self) -> set[str]:
-        """Segment names of the generation CURRENT replaced (kept for readers still on it)."""
+    def previous_segments(self, kind: str = "segments") -> set[str]:
+        """Segment names (vector `segments` or `lexical`) of the generation CURRENT replaced, kept for
+        readers still on it."""
         data = self._read_current() or {}
         previous = data.get("previous")
         if isinstance(previous, dict) and previous.get("snapshot") == data.get("snapshot"):
-            return {str(s) for s in previous.get("segments", [])}
+            return {str(s) for s in previous.get(kind, [])}
         return set()
 
     def open_current(self, *, dense: bool = True) -> Snapshot:

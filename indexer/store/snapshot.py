@@ -1,6 +1,6 @@
 """The index format and reading it: Manifest, DocumentRecord, Snapshot (one generation, opened).
 
-A snapshot is one SQLite file plus its vectors. Writes do not copy it: each adds
+A snapshot is one SQLite file plus its vector and lexical segments. Writes do not copy it: each adds
 rows stamped with a new generation number and stamps the rows it replaces or
 removes as deleted at that generation (tombstones). A reader opened at
 generation g sees exactly the rows with `added <= g` and not `deleted <= g`, so
@@ -28,8 +28,9 @@ from ..models import Chunk, ScoredChunk, Segment, segments_from_json
 from .backends import dense_entry
 from .cache import translate_sqlite_error
 from .dense import DenseIndex, make_backend
+from .postings import Postings, term_keys
 
-FORMAT = 2
+FORMAT = 3
 #: Snapshot directory names: creation time in ns, then a random tail.
 SNAPSHOT_ID = re.compile(r"^[0-9]{20}-[0-9a-f]{8}$")
 DB_NAME = "chunks.sqlite"
@@ -58,7 +59,6 @@ CREATE INDEX chunks_by_chunk ON chunks (chunk_id);
 CREATE INDEX chunks_by_doc ON chunks (doc_id);
 CREATE INDEX chunks_by_added ON chunks (added);
 CREATE INDEX chunks_by_deleted ON chunks (deleted) WHERE deleted IS NOT NULL;
-CREATE VIRTUAL TABLE lexical USING fts5 (header, body, tokenize = "unicode61 tokenchars '_'");
 """
 
 
@@ -123,6 +123,8 @@ class Manifest:
     segments: tuple[Mapping[str, Any], ...] = ()
     #: Chunk rows kept only as tombstones (what compaction would reclaim).
     dead: int = 0
+    #: Lexical (BM25 postings) segments: [{"name", "rows", "terms", "postings"}], oldest first.
+    lexical: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def version(self) -> str:
@@ -134,7 +136,8 @@ class Manifest:
             "format": self.format, "snapshot": self.snapshot, "generation": self.generation,
             "embedding_model": self.embedding_model, "dims": self.dims, "documents": self.documents,
             "chunks": self.chunks, "dead": self.dead, "created_at": self.created_at,
-            "segments": [dict(s) for s in self.segments], "dense": dict(self.dense), "extra": dict(self.extra),
+            "segments": [dict(s) for s in self.segments], "lexical": [dict(s) for s in self.lexical],
+            "dense": dict(self.dense), "extra": dict(self.extra),
         }
 
     @classmethod
@@ -165,16 +168,18 @@ class Manifest:
                 )
         if not SNAPSHOT_ID.match(data["snapshot"]):
             raise CorruptIndexError(f"{where}: does not name a snapshot")
-        extra, segments = data.get("extra", {}), data.get("segments", [])
+        extra = data.get("extra", {})
         if not isinstance(extra, dict):
             raise CorruptIndexError(f"{where}: manifest field 'extra' is not an object")
-        if not isinstance(segments, list) or not all(
-            isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("rows"), int) for s in segments
-        ):
-            raise CorruptIndexError(f"{where}: manifest field 'segments' is not a list of segments")
+        segments, lexical = data.get("segments", []), data.get("lexical", [])
+        for key, value in (("segments", segments), ("lexical", lexical)):
+            if not isinstance(value, list) or not all(
+                isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("rows"), int) for s in value
+            ):
+                raise CorruptIndexError(f"{where}: manifest field {key!r} is not a list of segments")
         return cls(FORMAT, data["snapshot"], data["embedding_model"], data["dims"], data["documents"],
                    data["chunks"], data["created_at"], extra, dense_entry(data, where), data["generation"],
-                   tuple(segments), data["dead"])
+                   tuple(segments), data["dead"], tuple(lexical))
 
 
 def row_to_chunk(row: Sequence[Any]) -> Chunk:
@@ -186,8 +191,6 @@ def row_to_chunk(row: Sequence[Any]) -> Chunk:
 def connect_read_only(db: Path) -> sqlite3.Connection:
     """A read-only connection that never blocks on a writer (WAL) and is shared by threads."""
     conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-    # The terms' document counts (for rarity), as a view in the connection's own temp schema.
-    conn.execute("CREATE VIRTUAL TABLE temp.lexical_terms USING fts5vocab(main, lexical, row)")
     conn.execute("PRAGMA query_only = 1")
     return conn
 
@@ -196,8 +199,8 @@ class Snapshot:
     """A read-only view of one published generation.
 
     Safe to share between threads: SQLite reads go through one connection under
-    a lock; vector searches run in parallel. Only the hits' rows are read from
-    SQLite; nothing loads every chunk to serve a query.
+    a lock; vector and BM25 searches run in parallel over mapped segments. Only
+    the hits' rows are read from SQLite; nothing loads every chunk to serve a query.
     """
 
     def __init__(
@@ -218,6 +221,7 @@ class Snapshot:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._index: DenseIndex | None = None
+        self._postings: Postings | None = None
         self._terms: Terms | None = None
         g = manifest.generation
         db = self.path / DB_NAME
@@ -237,6 +241,12 @@ class Snapshot:
             raise CorruptIndexError(f"{db}: unreadable: {exc}") from exc
         self.dead_rows = len(dead)
         self._backend = make_backend(manifest.dense, milvus_token=milvus_token)
+        try:
+            # Mapping the postings reads no chunk, so even writers that skip the vectors get lexical search.
+            self._postings = Postings(self.path, manifest.lexical, dead)
+        except BaseException:
+            self.close()
+            raise
         if not dense:
             self._backend.verify(self.path, manifest.segments)
             return
@@ -434,46 +444,34 @@ class Snapshot:
     def _lexical_hits(self, query: str, k: int) -> list[tuple[int, float, Chunk]]:
         if k < 1:
             return []
-        if self._terms is None:
-            self._terms = Terms()
-        match = self._terms.match(query)
-        if match is None:
-            return []
-        # FTS5 ranks without looking at generations (a join per match costs more than the
-        # ranking): ask for as many more as there are dead rows, drop what this generation
-        # does not see, and ask again for more in the rare case that was not enough.
-        want = k + self.dead_rows
-        while True:
-            # bm25() is lower-is-better; its statistics cover every row of the file (global IDF).
-            rows = self._query(
-                "SELECT rowid, -bm25(lexical) AS score FROM lexical WHERE lexical MATCH ? "
-                "ORDER BY bm25(lexical), rowid LIMIT ?", [match, want],
-            )
-            found = self.rows([int(i) for i, _ in rows])
-            hits = [(int(i), float(s), found[int(i)]) for i, s in rows if int(i) in found]
-            if len(hits) >= k or len(rows) < want:
-                return hits[:k]
-            want *= 2
+        postings = self._opened_postings()
+        terms = self._query_terms().of([query])[0]
+        ids, scores = postings.search(terms, k)
+        # Postings list only this generation's rows and mask its tombstones: every hit is visible.
+        found = self.rows([int(i) for i in ids])
+        if len(found) != len(ids):
+            raise CorruptIndexError(f"{self.path}: the lexical index holds ids that {DB_NAME} does not")
+        return [(int(i), float(s), found[int(i)]) for i, s in zip(ids, scores)]
 
     def term_rarity(self, word: str) -> float:
         """BM25's idf of a word's term, log(1 + (N - df + 0.5) / (df + 0.5)); 0.0 if no chunk holds it."""
+        term = self._query_terms().stem(word)
+        postings = self._opened_postings()
+        if not term or not postings.rows:
+            return 0.0
+        df = int(postings.frequencies(term_keys([term]))[0])
+        return math.log(1.0 + (postings.rows - df + 0.5) / (df + 0.5)) if df else 0.0
+
+    def _query_terms(self) -> Terms:
         if self._terms is None:
             self._terms = Terms()
-        term = self._terms.stem(word)
-        if not term or not self.manifest.chunks:
-            return 0.0
-        with self._lock:
-            if self._conn is None:
-                raise StoreError(f"{self.path}: snapshot is closed")
-            try:
-                row = self._conn.execute("SELECT doc FROM temp.lexical_terms WHERE term = ?", (term,)).fetchone()
-            except sqlite3.Error as exc:
-                raise translate_sqlite_error(exc, self.path / DB_NAME, "read terms") from exc
-        df = int(row[0]) if row else 0
-        if df == 0:
-            return 0.0
-        n = self.manifest.chunks + self.dead_rows  # the statistics FTS5 ranks with
-        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        return self._terms
+
+    def _opened_postings(self) -> Postings:
+        postings = self._postings
+        if postings is None:
+            raise StoreError(f"{self.path}: snapshot is closed or opened without its search indexes")
+        return postings
 
     def lexical(self) -> LexicalView:
         """The lexical index of this generation, searched by query text."""
@@ -489,6 +487,7 @@ class Snapshot:
         if self._index is not None:
             self._index.close()
             self._index = None
+        self._postings = None
 
     def __enter__(self) -> Snapshot:
         return self

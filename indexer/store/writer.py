@@ -3,8 +3,8 @@
 A full publish builds a snapshot in `snapshots/.tmp-<id>/`, renames it into place
 and points CURRENT at it. An update writes into the current snapshot without
 copying it: one SQLite transaction adds the new rows and tombstones the replaced
-ones under the next generation number, the new vectors go to a new segment, and
-only then CURRENT names that generation. A crash before CURRENT flips leaves
+ones under the next generation number, the new vectors and BM25 postings go to
+new segments, and only then CURRENT names that generation. A crash before CURRENT flips leaves
 rows no reader sees (their generation is not published); the next writer deletes
 them. Compaction is a full publish of what is live, copied by SQLite and the
 dense backend without going through Python objects.
@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from ..lexical import Terms
 from ..models import Chunk, segments_json
 from .backends import DENSE_MARKER, DenseTarget, dense_entry, is_local, load_milvus, resolve_uri, collection_name
 from .cache import EmbeddingCache
+from . import postings
 from .dense import make_backend
 from .dense.faiss import ANN_MIN_ROWS, new_segment_name
 from .durable import fsync_path, remove_tree, write_durably
@@ -47,6 +48,8 @@ MAX_SEGMENTS = 8
 COMPACT_DEAD_FRACTION = 0.25
 COMPACT_MIN_DEAD = 1_000
 _IN_BATCH = 900
+#: Merges segments (list, new name, dead row ids) into the returned ones.
+Merge = Callable[[Sequence[Mapping[str, Any]], str, np.ndarray], list[dict[str, Any]]]
 
 
 def _new_snapshot_id() -> str:
@@ -67,10 +70,9 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _insert(
-    conn: sqlite3.Connection, generation: int, documents: Sequence[DocumentRecord], chunks: Sequence[Chunk],
-    terms: Terms,
+    conn: sqlite3.Connection, generation: int, documents: Sequence[DocumentRecord], chunks: Sequence[Chunk]
 ) -> np.ndarray:
-    """Insert documents, chunks and their BM25 terms (inside the caller's transaction); the chunks' row ids."""
+    """Insert documents and chunks (inside the caller's transaction); the chunks' row ids."""
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
     first = (row[0] if row else 0) + 1
     ids = np.arange(first, first + len(chunks), dtype=np.int64)
@@ -84,10 +86,6 @@ def _insert(
         f"INSERT INTO chunks ({CHUNK_COLUMNS}, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(int(i), c.chunk_id, c.doc_id, c.ordinal, c.text, c.start, c.end, c.tokens, c.title,
           json.dumps(list(c.headings)), _dump_location(c), generation) for i, c in zip(ids, chunks)],
-    )
-    conn.executemany(
-        "INSERT INTO lexical (rowid, header, body) VALUES (?, ?, ?)",
-        [(int(i), header, body) for i, (header, body) in zip(ids, terms.of_chunks(chunks))],
     )
     return ids
 
@@ -160,7 +158,8 @@ def write_current(root: Path, manifest: Manifest, previous: Manifest | None) -> 
     """
     data = manifest.to_json()
     if previous is not None:
-        data["previous"] = {"snapshot": previous.snapshot, "segments": [s["name"] for s in previous.segments]}
+        data["previous"] = {"snapshot": previous.snapshot, "segments": [s["name"] for s in previous.segments],
+                            "lexical": [s["name"] for s in previous.lexical]}
     tmp = root / f"CURRENT.tmp-{secrets.token_hex(4)}"
     write_durably(tmp, json.dumps(data, indent=1, sort_keys=True).encode())
     os.replace(tmp, root / "CURRENT")
@@ -193,11 +192,13 @@ class IndexWriter:
         if self._closed:
             raise StoreError(f"{self.directory.root}: this writer is closed")
 
-    @property
-    def terms(self) -> Terms:
+    def _write_lexical(self, snapshot_dir: Path, name: str, ids: np.ndarray, chunks: Sequence[Chunk]) -> list[dict[str, Any]]:
+        """The BM25 postings segment of new rows (none for no rows)."""
         if self._terms is None:
             self._terms = Terms()
-        return self._terms
+        term_ids, vocabulary = self._terms.of_chunks(chunks)
+        entry = postings.write_segment(snapshot_dir, name, ids, term_ids, vocabulary)
+        return [entry] if entry else []
 
     # -- full publish --------------------------------------------------------------
 
@@ -255,18 +256,19 @@ class IndexWriter:
             try:
                 conn.executescript(SCHEMA)
                 conn.execute("BEGIN")
-                ids = _insert(conn, 1, documents, ordered, self.terms)
+                ids = _insert(conn, 1, documents, ordered)
                 conn.execute("COMMIT")
             finally:
                 conn.close()  # checkpoints the WAL into the file
             fsync_path(tmp / DB_NAME)
+            lexical = self._write_lexical(tmp, new_segment_name(1), ids, ordered)
             entry = backend.create(tmp, snapshot_id, dims)
             segments = backend.add(tmp, entry, [], new_segment_name(1), ids, array)
             fsync_path(tmp, directory=True)
             os.rename(tmp, snapshots / snapshot_id)
             fsync_path(snapshots, directory=True)
             manifest = Manifest(FORMAT, snapshot_id, embedding_model, dims, len(documents), len(ordered), _now(),
-                                extra_json, entry, 1, tuple(segments), 0)
+                                extra_json, entry, 1, tuple(segments), 0, tuple(lexical))
             write_current(self.directory.root, manifest, previous)
         except (OSError, sqlite3.Error) as exc:
             self._discard(tmp)
@@ -346,17 +348,21 @@ class IndexWriter:
                     gone_chunks += conn.execute(
                         f"UPDATE chunks SET deleted = ? WHERE doc_id IN ({marks}) AND deleted IS NULL", [g, *batch]
                     ).rowcount
-                ids = _insert(conn, g, upserts, ordered, self.terms)
+                ids = _insert(conn, g, upserts, ordered)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             segments = backend.add(path, current.dense, current.segments, new_segment_name(g), ids, array)
-            segments = self._merge_small(backend, path, current, segments, g)
+            segments = self._bounded(segments, g, lambda parts, name, dead: backend.merge(
+                path, current.dense, parts, path, current.dense, name, dead))
+            lexical = [*current.lexical, *self._write_lexical(path, new_segment_name(g), ids, ordered)]
+            lexical = self._bounded(lexical, g, lambda parts, name, dead: postings.merge_segments(
+                path, parts, path, name, dead))
             manifest = replace(
                 current, generation=g, documents=current.documents - gone_docs + len(upserts),
                 chunks=current.chunks - gone_chunks + len(ordered), dead=current.dead + gone_chunks,
-                segments=tuple(segments), extra=extra_json, created_at=_now(),
+                segments=tuple(segments), lexical=tuple(lexical), extra=extra_json, created_at=_now(),
             )
             write_current(self.directory.root, manifest, current)
         except (OSError, sqlite3.Error) as exc:
@@ -368,23 +374,20 @@ class IndexWriter:
                 # Not published: reopening the database undoes the rows this write committed.
                 self._release_db()
         backend.collect(path, {s["name"] for s in (*manifest.segments, *current.segments)})
+        postings.collect(path, {s["name"] for s in (*manifest.lexical, *current.lexical)})
         if manifest.dead >= COMPACT_MIN_DEAD and manifest.dead > COMPACT_DEAD_FRACTION * (manifest.chunks + manifest.dead):
             return self.compact()
         return manifest
 
-    def _merge_small(self, backend: Any, path: Path, current: Manifest, segments: list[dict[str, Any]],
-                     g: int) -> list[dict[str, Any]]:
-        """Keep the segment count bounded: merge the small tail, or everything once the tail is big."""
+    def _bounded(self, segments: list[dict[str, Any]], g: int, merge: Merge) -> list[dict[str, Any]]:
+        """Keep a segment list bounded: merge the small tail, or everything once the tail is big."""
         if len(segments) <= MAX_SEGMENTS:
             return segments
-        dead = self._dead_ids(current.generation)
         tail_rows = sum(int(s["rows"]) for s in segments[1:])
         start = 0 if tail_rows * 2 >= int(segments[0]["rows"]) else 1
-        merged = backend.merge(path, current.dense, segments[start:], path, current.dense,
-                               new_segment_name(g) + "-m", dead)
-        return [*segments[:start], *merged]
+        return [*segments[:start], *merge(segments[start:], new_segment_name(g) + "-m", self._dead_ids())]
 
-    def _dead_ids(self, generation: int) -> np.ndarray:
+    def _dead_ids(self) -> np.ndarray:
         assert self._conn is not None
         return np.fromiter(
             (r[0] for r in self._conn.execute("SELECT id FROM chunks WHERE deleted IS NOT NULL")), dtype=np.int64
@@ -414,13 +417,13 @@ class IndexWriter:
         if len(orphans) or stale:
             make_backend(current.dense, milvus_token=self.directory.milvus_token).discard(path, current.dense, orphans)
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM lexical WHERE rowid IN (SELECT id FROM chunks WHERE added > ?)", (g,))
             for table in ("chunks", "documents"):
                 conn.execute(f"DELETE FROM {table} WHERE added > ?", (g,))
                 conn.execute(f"UPDATE {table} SET deleted = NULL WHERE deleted > ?", (g,))
             conn.execute("COMMIT")
         previous = self.directory.previous_segments()
         make_backend(current.dense, milvus_token=self.directory.milvus_token).collect(path, {s["name"] for s in current.segments} | previous)
+        postings.collect(path, {s["name"] for s in current.lexical} | self.directory.previous_segments("lexical"))
 
     # -- compaction -------------------------------------------------------------------
 
@@ -457,10 +460,6 @@ class IndexWriter:
                     f"INSERT INTO chunks ({CHUNK_COLUMNS}, added) SELECT {CHUNK_COLUMNS}, 1 FROM old.chunks "
                     f"WHERE {VISIBLE} ORDER BY id", (g, g),
                 )
-                conn.execute(
-                    "INSERT INTO lexical (rowid, header, body) SELECT rowid, header, body FROM old.lexical "
-                    "WHERE rowid IN (SELECT id FROM main.chunks)"
-                )
                 conn.execute("COMMIT")
                 dead = np.fromiter(
                     (r[0] for r in conn.execute(
@@ -475,11 +474,12 @@ class IndexWriter:
             backend = make_backend(current.dense, ann_min_rows=self.ann_min_rows, milvus_token=self.directory.milvus_token)
             entry = backend.create(tmp, snapshot_id, current.dims)
             segments = backend.merge(source, current.dense, current.segments, tmp, entry, new_segment_name(1), dead)
+            lexical = postings.merge_segments(source, current.lexical, tmp, new_segment_name(1), dead)
             fsync_path(tmp, directory=True)
             os.rename(tmp, snapshots / snapshot_id)
             fsync_path(snapshots, directory=True)
             manifest = replace(current, snapshot=snapshot_id, generation=1, dead=0, segments=tuple(segments),
-                               dense=entry, created_at=_now())
+                               lexical=tuple(lexical), dense=entry, created_at=_now())
             write_current(self.directory.root, manifest, current)
         except (OSError, sqlite3.Error) as exc:
             self._discard(tmp)

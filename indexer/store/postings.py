@@ -1,0 +1,324 @@
+"""BM25 over immutable postings segments, memory-mapped: how lexical search is stored and ranked.
+
+Each write adds one lexical segment for the rows it added, beside its vector
+segment; merging and compaction rewrite segments without tombstoned rows. A
+segment is a directory `lexical/<name>/` of flat arrays:
+
+    ids.i64      chunk row ids, ascending
+    lengths.u32  terms per row
+    keys.u64     the segment's distinct terms (64-bit hashes), ascending
+    starts.i64   where each term's postings begin (len(keys) + 1 entries)
+    rows.u32     postings: positions into `ids` of the rows holding the term, ascending per term
+    freqs.u16    how often the term occurs in that row
+
+Readers map the files and read only the postings of the query's terms, so
+opening costs nothing per chunk. Statistics (rows, average length, document
+frequency) are summed over the generation's segments, so IDF is global; rows
+tombstoned but not yet compacted still count in them, as in Lucene, and are only
+masked out of results. Terms are hashed to 64 bits: with ten million distinct
+terms the chance of any two colliding is about 3 in a million, and a collision
+would only merge two terms' statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import CorruptIndexError
+from ..lexical import BM25_B, BM25_K1
+from .durable import fsync_path, remove_tree
+
+LEXICAL = "lexical"
+_FILES = {"ids": np.int64, "lengths": np.uint32, "keys": np.uint64, "starts": np.int64, "rows": np.uint32,
+          "freqs": np.uint16}
+_SUFFIX = {np.int64: "i64", np.uint32: "u32", np.uint64: "u64", np.uint16: "u16"}
+#: Postings held in memory at once while merging segments (bounds a merge's memory whatever the size).
+_MERGE_POSTINGS = 8_000_000
+_MAX_FREQ = np.iinfo(np.uint16).max
+
+
+def term_keys(terms: Iterable[str]) -> np.ndarray:
+    """64-bit keys of terms (blake2b), the same in every process and version."""
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+         for t in terms],
+        dtype=np.uint64,
+    )
+
+
+def _path(where: Path, name: str) -> Path:
+    return where / f"{name}.{_SUFFIX[_FILES[name]]}"
+
+
+def _write_arrays(tmp: Path, final: Path, arrays: Mapping[str, np.ndarray], extra: Mapping[str, Any]) -> dict[str, Any]:
+    for name, array in arrays.items():
+        with open(_path(tmp, name), "wb") as out:
+            out.write(np.ascontiguousarray(array, dtype=_FILES[name]).tobytes())
+    return _finish(tmp, final, extra)
+
+
+def _finish(tmp: Path, final: Path, extra: Mapping[str, Any]) -> dict[str, Any]:
+    for file in tmp.iterdir():
+        fsync_path(file)
+    fsync_path(tmp, directory=True)
+    os.rename(tmp, final)
+    fsync_path(final.parent, directory=True)
+    return {"name": final.name, **extra}
+
+
+def _fresh(directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".tmp-{name}"
+    remove_tree(tmp)
+    tmp.mkdir()
+    return tmp
+
+
+def write_segment(
+    snapshot_dir: Path, name: str, ids: np.ndarray, term_ids: Sequence[Sequence[int]], vocabulary: Sequence[str]
+) -> dict[str, Any] | None:
+    """Write the postings of new rows durably; returns the manifest entry (None for no rows).
+
+    Args:
+        ids: the rows' chunk row ids, ascending.
+        term_ids: per row, its terms as indexes into `vocabulary` (repeats count).
+        vocabulary: the terms.
+    """
+    if not len(ids):
+        return None
+    lengths = np.fromiter((len(t) for t in term_ids), dtype=np.int64, count=len(term_ids))
+    flat = np.fromiter((i for t in term_ids for i in t), dtype=np.int64, count=int(lengths.sum()))
+    row_of = np.repeat(np.arange(len(ids), dtype=np.int64), lengths)
+    keys = term_keys(vocabulary)[flat] if len(flat) else np.zeros(0, np.uint64)
+    return _write_postings(snapshot_dir / LEXICAL, name, np.asarray(ids, np.int64), lengths, keys, row_of)
+
+
+def _write_postings(
+    directory: Path, name: str, ids: np.ndarray, lengths: np.ndarray, keys: np.ndarray, row_of: np.ndarray
+) -> dict[str, Any]:
+    """Postings from one (key, row) pair per term occurrence."""
+    order = np.lexsort((row_of, keys))
+    keys, row_of = keys[order], row_of[order]
+    # Runs of equal (key, row) are one posting; their length is the frequency.
+    new = np.ones(len(keys), dtype=bool)
+    if len(keys):
+        new[1:] = (keys[1:] != keys[:-1]) | (row_of[1:] != row_of[:-1])
+    starts_at = np.flatnonzero(new)
+    freqs = np.diff(np.append(starts_at, len(keys)))
+    post_keys, post_rows = keys[starts_at], row_of[starts_at]
+    return _write_sorted(directory, name, ids, lengths, post_keys, post_rows, np.minimum(freqs, _MAX_FREQ))
+
+
+def _write_sorted(
+    directory: Path, name: str, ids: np.ndarray, lengths: np.ndarray, post_keys: np.ndarray, post_rows: np.ndarray,
+    freqs: np.ndarray,
+) -> dict[str, Any]:
+    """Write postings already sorted by (key, row)."""
+    first = np.ones(len(post_keys), dtype=bool)
+    if len(post_keys):
+        first[1:] = post_keys[1:] != post_keys[:-1]
+    term_at = np.flatnonzero(first)
+    starts = np.append(term_at, len(post_keys)).astype(np.int64)
+    arrays = {"ids": ids, "lengths": lengths, "keys": post_keys[term_at], "starts": starts, "rows": post_rows,
+              "freqs": freqs}
+    extra = {"rows": len(ids), "terms": int(lengths.sum()), "postings": len(post_keys)}
+    return _write_arrays(_fresh(directory, name), directory / name, arrays, extra)
+
+
+def merge_segments(
+    source_dir: Path, segments: Sequence[Mapping[str, Any]], target_dir: Path, name: str, dead: np.ndarray
+) -> list[dict[str, Any]]:
+    """Rewrite `segments` as one segment of the target (maybe the same snapshot) without the `dead` row ids.
+
+    Postings are copied by ranges of keys, so memory stays bounded whatever the size.
+    """
+    parts = [_Segment(source_dir / LEXICAL, s) for s in segments]
+    keeps = [~np.isin(p.ids, dead) for p in parts]
+    ids = np.concatenate([p.ids[k] for p, k in zip(parts, keeps)]) if parts else np.zeros(0, np.int64)
+    if not len(ids):
+        return []
+    lengths = np.concatenate([np.asarray(p.lengths)[k] for p, k in zip(parts, keeps)]).astype(np.int64)
+    order = np.argsort(ids, kind="stable")
+    ids, lengths = ids[order], lengths[order]
+    # Old position in each segment -> new position (-1 for a dead row).
+    moves = []
+    for part, keep in zip(parts, keeps):
+        move = np.full(len(part.ids), -1, dtype=np.int64)
+        move[keep] = np.searchsorted(ids, part.ids[keep])
+        moves.append(move)
+    directory = target_dir / LEXICAL
+    tmp = _fresh(directory, name)
+    total = sum(int(p.starts[-1]) for p in parts)
+    bounds = _key_bounds(max(1, math.ceil(total / _MERGE_POSTINGS)))
+    counts = {"rows": 0, "keys": 0}
+    with open(_path(tmp, "keys"), "wb") as keys_out, open(_path(tmp, "starts"), "wb") as starts_out, \
+            open(_path(tmp, "rows"), "wb") as rows_out, open(_path(tmp, "freqs"), "wb") as freqs_out:
+        for low, high in zip(bounds[:-1], bounds[1:]):
+            keys, rows, freqs = _postings_between(parts, moves, low, high)
+            order = np.lexsort((rows, keys))
+            keys, rows, freqs = keys[order], rows[order], freqs[order]
+            first = np.ones(len(keys), dtype=bool)
+            first[1:] = keys[1:] != keys[:-1]
+            term_at = np.flatnonzero(first)
+            keys_out.write(keys[term_at].tobytes())
+            starts_out.write((term_at + counts["rows"]).astype(np.int64).tobytes())
+            rows_out.write(rows.astype(np.uint32).tobytes())
+            freqs_out.write(freqs.astype(np.uint16).tobytes())
+            counts["rows"] += len(keys)
+            counts["keys"] += len(term_at)
+        starts_out.write(np.array([counts["rows"]], dtype=np.int64).tobytes())
+    for array_name, array in (("ids", ids), ("lengths", lengths)):
+        with open(_path(tmp, array_name), "wb") as out:
+            out.write(array.astype(_FILES[array_name]).tobytes())
+    extra = {"rows": len(ids), "terms": int(lengths.sum()), "postings": counts["rows"]}
+    return [_finish(tmp, directory / name, extra)]
+
+
+def _key_bounds(pieces: int) -> list[int]:
+    """Edges of `pieces` key ranges covering every key; keys are hashes, so even ranges split postings evenly."""
+    step = 2**64 // pieces
+    return [i * step for i in range(pieces)] + [2**64]
+
+
+def _postings_between(
+    parts: Sequence[_Segment], moves: Sequence[np.ndarray], low: int, high: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every live posting with low <= key < high: (key, new row, freq), unsorted."""
+    keys, rows, freqs = [], [], []
+    for part, move in zip(parts, moves):
+        first = int(np.searchsorted(part.keys, np.uint64(low)))
+        last = len(part.keys) if high >= 2**64 else int(np.searchsorted(part.keys, np.uint64(high)))
+        if first == last:
+            continue
+        begin, end = int(part.starts[first]), int(part.starts[last])
+        per_key = np.diff(np.asarray(part.starts[first : last + 1]))
+        new_rows = move[np.asarray(part.rows[begin:end], dtype=np.int64)]
+        live = new_rows >= 0
+        keys.append(np.repeat(np.asarray(part.keys[first:last]), per_key)[live])
+        rows.append(new_rows[live])
+        freqs.append(np.asarray(part.freqs[begin:end])[live])
+    if not keys:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.uint16)
+    return np.concatenate(keys), np.concatenate(rows), np.concatenate(freqs)
+
+
+class _Segment:
+    """One lexical segment, mapped."""
+
+    def __init__(self, directory: Path, entry: Mapping[str, Any]) -> None:
+        where = directory / str(entry["name"])
+        self.where = where
+        arrays = {name: _map(_path(where, name), dtype) for name, dtype in _FILES.items()}
+        self.ids, self.lengths = arrays["ids"], arrays["lengths"]
+        self.keys, self.starts = arrays["keys"], arrays["starts"]
+        self.rows, self.freqs = arrays["rows"], arrays["freqs"]
+        rows, postings = entry.get("rows"), entry.get("postings")
+        if (len(self.ids) != rows or len(self.lengths) != rows or len(self.starts) != len(self.keys) + 1
+                or len(self.rows) != postings or len(self.freqs) != postings or int(self.starts[-1]) != postings):
+            raise CorruptIndexError(f"{where}: lexical segment does not match its manifest entry")
+        self.terms = int(entry.get("terms", 0))
+
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each key: (where its postings start, end); empty ranges for absent keys."""
+        if not len(self.keys):
+            return np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        present = self.keys[at] == keys
+        begin = np.where(present, np.asarray(self.starts[at]), 0)
+        end = np.where(present, np.asarray(self.starts[at + 1]), 0)
+        return begin, end
+
+
+def _map(path: Path, dtype: Any) -> np.ndarray:
+    try:
+        if path.stat().st_size == 0:
+            return np.zeros(0, dtype=dtype)
+        return np.memmap(path, dtype=dtype, mode="r")
+    except (OSError, ValueError) as exc:
+        raise CorruptIndexError(f"{path}: unreadable lexical segment file: {exc}") from exc
+
+
+class Postings:
+    """A generation's lexical segments opened for BM25 search (thread-safe: read-only arrays)."""
+
+    def __init__(self, snapshot_dir: Path, segments: Sequence[Mapping[str, Any]], dead: np.ndarray) -> None:
+        directory = snapshot_dir / LEXICAL
+        self._segments = [_Segment(directory, entry) for entry in segments]
+        self.rows = sum(len(s.ids) for s in self._segments)
+        terms = sum(s.terms for s in self._segments)
+        self.average_length = terms / self.rows if self.rows else 0.0
+        self._dead: list[np.ndarray | None] = []
+        for segment in self._segments:
+            mask = np.isin(segment.ids, dead) if len(dead) else None
+            self._dead.append(mask if mask is not None and mask.any() else None)
+
+    def frequencies(self, keys: np.ndarray) -> np.ndarray:
+        """How many rows (tombstoned ones included, as the statistics count them) hold each key."""
+        df = np.zeros(len(keys), dtype=np.int64)
+        for segment in self._segments:
+            begin, end = segment.find(keys)
+            df += end - begin
+        return df
+
+    def idf(self, df: np.ndarray) -> np.ndarray:
+        """Robertson-Sparck Jones idf, log((N - df + 0.5) / (df + 0.5)), floored at 1e-6 for terms in
+        half the rows or more: the ranking SQLite FTS5 gave iorag before (SciFact lexical nDCG@10 0.6835
+        against 0.6792 with Lucene's log(1 + ...), which lifts the weight of very common terms)."""
+        return np.maximum(np.log((self.rows - df + 0.5) / (df + 0.5)), 1e-6)
+
+    def search(self, terms: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Best `k` live rows for a query's terms: (row ids, scores), best first; rows scoring 0 left out."""
+        keys = term_keys(dict.fromkeys(terms))
+        if k < 1 or not len(keys) or not self.rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        idf = self.idf(self.frequencies(keys))
+        found_ids, found_scores = [], []
+        for segment, dead in zip(self._segments, self._dead):
+            scores = self._score(segment, keys, idf)
+            if scores is None:
+                continue
+            if dead is not None:
+                scores[dead] = 0.0
+            hit = np.flatnonzero(scores)
+            if len(hit) > k:
+                hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]
+            found_ids.append(np.asarray(segment.ids[hit]))
+            found_scores.append(scores[hit])
+        if not found_ids:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        ids, scores = np.concatenate(found_ids), np.concatenate(found_scores)
+        # Best first; ties broken by row id so results are deterministic.
+        order = np.lexsort((ids, -scores))[:k]
+        return ids[order], scores[order].astype(np.float32)
+
+    def _score(self, segment: _Segment, keys: np.ndarray, idf: np.ndarray) -> np.ndarray | None:
+        begin, end = segment.find(keys)
+        if not (end > begin).any():
+            return None
+        scores = np.zeros(len(segment.ids), dtype=np.float32)
+        norm = BM25_K1 / self.average_length * BM25_B
+        for first, last, weight in zip(begin, end, idf):
+            if last <= first:
+                continue
+            rows = np.asarray(segment.rows[first:last])
+            freqs = np.asarray(segment.freqs[first:last], dtype=np.float32)
+            lengths = np.asarray(segment.lengths[rows], dtype=np.float32)
+            # BM25: idf * tf (k1 + 1) / (tf + k1 (1 - b + b len / avglen)); rows are unique per term.
+            scores[rows] += weight * freqs * (BM25_K1 + 1) / (freqs + BM25_K1 * (1 - BM25_B) + norm * lengths)
+        return scores
+
+
+def collect(snapshot_dir: Path, keep: set[str]) -> None:
+    """Remove lexical segments no kept manifest lists (best effort)."""
+    try:
+        for entry in (snapshot_dir / LEXICAL).iterdir():
+            if entry.name not in keep:
+                remove_tree(entry)
+    except OSError:
+        pass
