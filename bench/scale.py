@@ -157,7 +157,7 @@ def _exact_top(index_dir: Path, queries: np.ndarray, k: int) -> list[set[int]] |
     import sqlite3
 
     current = json.loads((index_dir / "CURRENT").read_text())
-    if current.get("format") != 2 or current["dense"]["backend"] != "faiss":
+    if current.get("format") not in (2, 3) or current["dense"]["backend"] != "faiss":
         return None
     snap = index_dir / "snapshots" / current["snapshot"]
     conn = sqlite3.connect(snap / "chunks.sqlite")
