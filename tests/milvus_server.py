@@ -115,6 +115,16 @@ class MilvusServerProcess:
             self._ports_lock.acquire(timeout=timeout)
         except filelock.Timeout:
             raise MilvusStartError(f"another Milvus server held {_ETCD_PORTS_LOCK} for {timeout:.0f} s") from None
+        try:
+            self._start(started, timeout)
+        except BaseException:
+            self.stop()  # releases the ports lock, whatever failed
+            raise
+        self.startup_seconds = time.monotonic() - started
+
+    def _start(self, started: float, timeout: float) -> None:
+        from milvus import MilvusServerConfig
+
         binaries = unpack_binaries(self.cache)
         config = MilvusServerConfig(data_dir=str(self.data_dir))
         for key in config.configurable_items:
@@ -123,7 +133,10 @@ class MilvusServerProcess:
         config.set("authorization_enabled", True)
         for component in _COMPONENTS:
             config.set(f"{component}.ip", "127.0.0.1")
-        config.resolve()  # binds each port once to check it, then writes configs/milvus.yaml
+        try:
+            config.resolve()  # binds each port once to check it, then writes configs/milvus.yaml
+        except RuntimeError as exc:  # a port picked free was taken meanwhile by another process
+            raise MilvusStartError(f"Milvus ports: {exc}") from exc
         self.port = int(config.get("proxy_port"))
         self.health_port = _free_port()
         (self.data_dir / "bin").symlink_to(binaries, target_is_directory=True)
@@ -139,13 +152,8 @@ class MilvusServerProcess:
                 [str(binaries / "milvus"), "run", "standalone"], cwd=self.data_dir, env=env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
             )
-        try:
-            self._wait_healthy(started + timeout)
-            self.token = self._secure(started + timeout)
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - started
+        self._wait_healthy(started + timeout)
+        self.token = self._secure(started + timeout)
 
     def _wait_healthy(self, deadline: float) -> None:
         url = f"http://127.0.0.1:{self.health_port}/healthz"

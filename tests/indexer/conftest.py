@@ -11,7 +11,7 @@ import pytest
 from indexer.store import IndexDirectory
 from indexer.store.backends import DEFAULT_MILVUS_FILE, DenseTarget
 from tests.fakeapi import FakeServer
-from tests.milvus_server import MilvusServerProcess
+from tests.milvus_server import MilvusServerProcess, MilvusStartError
 
 
 @pytest.fixture
@@ -45,8 +45,16 @@ def milvus_server(
     """
     cache = getattr(pytestconfig, "cache", None)
     binaries = Path(cache.mkdir("milvus-server")) if cache else tmp_path_factory.mktemp("milvus-bin")
-    server = MilvusServerProcess(tmp_path_factory.mktemp("milvus-server"), binaries)
-    server.start()
+    # Free ports are picked before the server binds them, so another process may take one
+    # meanwhile: a server that fails to come up is started again on new ports, twice at most.
+    for attempt in range(3):
+        server = MilvusServerProcess(tmp_path_factory.mktemp("milvus-server"), binaries)
+        try:
+            server.start()
+            break
+        except MilvusStartError:
+            if attempt == 2:
+                raise
     try:
         yield server
     finally:
