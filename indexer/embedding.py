@@ -23,13 +23,27 @@ class Embedder(Protocol):
     """
 
     model: ModelInfo
-    counter: TokenCounter
-    #: How many `embed_batch` calls may be in flight together.
-    concurrency: int
-    #: Most inputs in one batch.
-    max_batch_items: int
-    #: Most tokens (under `counter`) in one batch.
-    max_batch_tokens: int
+
+    # Read-only members: an embedder may hold them as attributes or work them out.
+    @property
+    def counter(self) -> TokenCounter:
+        """Counts tokens as the model does."""
+        ...
+
+    @property
+    def concurrency(self) -> int:
+        """How many `embed_batch` calls may be in flight together."""
+        ...
+
+    @property
+    def max_batch_items(self) -> int:
+        """Most inputs in one batch."""
+        ...
+
+    @property
+    def max_batch_tokens(self) -> int:
+        """Most tokens (under `counter`) in one batch."""
+        ...
 
     async def embed_batch(self, texts: Sequence[str]) -> Vectors:
         """Embed documents as they are (no prefix); rows in input order."""

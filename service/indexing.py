@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from indexer.catalog import Catalog
 from indexer.embedding import Embedder
@@ -30,7 +30,7 @@ def build_indexer(
         on_wait: told how long the API client waits for a rate-limit window.
         holder: who writes, as a busy index tells other writers (e.g. "the iorag server").
     """
-    extra = {"holder": holder} if holder else {}
+    extra: dict[str, Any] = {"holder": holder} if holder else {}
     return Indexer(
         settings.index_path,
         embedding_model=settings.embedding_model,

@@ -156,7 +156,9 @@ class RagService:
                 make_embedder, model_id, self.settings.client_config(), self.catalog,
                 limit=limit, **self._client_options(model_id),
             )
-            self._embedder = LazyEmbedder(self.catalog.resolve(model_id, "embedding", limit), build)
+            embedder: Embedder = LazyEmbedder(self.catalog.resolve(model_id, "embedding", limit), build)
+            self._embedder = embedder
+            return embedder
         return self._embedder
 
     # -- reading ---------------------------------------------------------------

@@ -268,7 +268,7 @@ class IOIntelligenceClient:
             reraise=True,
         )
         try:
-            response = await retrying(
+            response: httpx.Response = await retrying(
                 self._send, request, model=model, what=what, stream=stream, idempotent=idempotent
             )
         except Failure as failure:

@@ -356,7 +356,7 @@ class IndexWriter:
             segments = backend.add(path, current.dense, current.segments, new_segment_name(g), ids, array)
             segments = self._bounded(segments, g, lambda parts, name, dead: backend.merge(
                 path, current.dense, parts, path, current.dense, name, dead))
-            lexical = [*current.lexical, *self._write_lexical(path, new_segment_name(g), ids, ordered)]
+            lexical = [*map(dict, current.lexical), *self._write_lexical(path, new_segment_name(g), ids, ordered)]
             lexical = self._bounded(lexical, g, lambda parts, name, dead: postings.merge_segments(
                 path, parts, path, name, dead))
             manifest = replace(
@@ -376,7 +376,7 @@ class IndexWriter:
         backend.collect(path, {s["name"] for s in (*manifest.segments, *current.segments)})
         postings.collect(path, {s["name"] for s in (*manifest.lexical, *current.lexical)})
         if manifest.dead >= COMPACT_MIN_DEAD and manifest.dead > COMPACT_DEAD_FRACTION * (manifest.chunks + manifest.dead):
-            return self.compact()
+            return self.compact() or manifest
         return manifest
 
     def _bounded(self, segments: list[dict[str, Any]], g: int, merge: Merge) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ Model figures and where each comes from:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .base import Provider
 
@@ -44,7 +44,7 @@ QWEN3_RETRIEVAL_TASK = "Given a web search query, retrieve relevant passages tha
 def _models() -> tuple["ModelInfo", ...]:
     from ...catalog import ModelInfo
 
-    common = {"listed": "iio", "source": "catalog"}
+    common: dict[str, Any] = {"listed": "iio", "source": "catalog"}
     return (
         ModelInfo(
             id="nomic-embed-text", kind="embedding", context_length=8_192, tokenizer="bert-uncased", dims=768,

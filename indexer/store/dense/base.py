@@ -70,7 +70,7 @@ class DenseBackend(ABC):
         """Rewrite `segments` of the source snapshot as one segment of the target (which may be the
         same snapshot), without the `dead` row ids; returns the merged segment(s)."""
 
-    def discard(self, snapshot_dir: Path, entry: Mapping[str, Any], ids: np.ndarray) -> None:
+    def discard(self, snapshot_dir: Path, entry: Mapping[str, Any], ids: np.ndarray) -> None:  # noqa: B027 - a hook: a no-op unless the backend needs it
         """Forget rows of a write that was never published (their ids are never used again)."""
 
     @abstractmethod
@@ -80,10 +80,10 @@ class DenseBackend(ABC):
     ) -> DenseIndex:
         """Open a generation's vectors for search; `dead` are row ids deleted by then."""
 
-    def verify(self, snapshot_dir: Path, segments: Sequence[Segment]) -> None:
+    def verify(self, snapshot_dir: Path, segments: Sequence[Segment]) -> None:  # noqa: B027 - a hook: a no-op unless the backend needs it
         """Cheap check that a generation's files are there (for writers, who do not open them)."""
 
-    def collect(self, snapshot_dir: Path, keep: set[str]) -> None:
+    def collect(self, snapshot_dir: Path, keep: set[str]) -> None:  # noqa: B027 - a hook: a no-op unless the backend needs it
         """Remove segment files no kept manifest lists (best effort)."""
 
     def drop(self, snapshot_dir: Path, entry: Mapping[str, Any]) -> bool:
