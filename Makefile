@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 QUESTION ?= What happens when the quota runs out while indexing?
 
-.PHONY: run test install install-runtime clean
+.PHONY: run test lint install install-runtime clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "iorag needs Python 3.11 or newer (set PYTHON=...)"; exit 1; }
@@ -34,6 +34,10 @@ run: install-runtime
 
 test: install
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check indexer service tests bench
+	$(BIN)/mypy indexer service
 
 clean:
 	rm -rf $(VENV) .iorag .iorag-eval .pytest_cache .hypothesis

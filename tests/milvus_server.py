@@ -108,7 +108,6 @@ class MilvusServerProcess:
         Raises:
             MilvusStartError: it exited or did not answer within `timeout` (with its log's tail).
         """
-        from milvus import MilvusServerConfig
 
         started = time.monotonic()
         try:

@@ -207,7 +207,7 @@ def test_kill_9_during_writes_and_compaction_leaves_the_last_good_index(tmp_path
     rng = random.Random(11)
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
     compactions = 0
-    for round_ in range(8):
+    for _ in range(8):
         process = subprocess.Popen([sys.executable, str(WORKER), str(root)], stdout=subprocess.PIPE, text=True, env=env)
         assert process.stdout is not None
         lines = []

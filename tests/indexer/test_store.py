@@ -25,7 +25,7 @@ from indexer.errors import (
     StoreError,
 )
 from indexer.models import Chunk
-from indexer.store import DocumentRecord, EmbeddingCache, IndexDirectory, Manifest, Snapshot
+from indexer.store import DocumentRecord, EmbeddingCache, IndexDirectory, Manifest
 from indexer.store import writer as store_writer
 from indexer.store.dense.faiss import FaissBackend
 
