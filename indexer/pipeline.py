@@ -41,8 +41,6 @@ from .tokens import TokenCounter, counter_for
 CHUNKER_VERSION = 2
 #: Default chunk size cap: long chunks blur retrieval and crowd prompts.
 DEFAULT_CHUNK_TOKENS = 512
-#: Texts counted per progress report when planning requests.
-_COUNT_SLICE = 512
 
 #: Called with (chunks embedded so far, chunks to embed in this run).
 ProgressFn = Callable[[int, int], None]
@@ -606,12 +604,8 @@ class Indexer:
         local model, fuller token budgets for remote requests. Dry runs use the same
         plan, so their request counts are what the real run sends.
         """
-        texts = self._texts_for(plan, missing)
-        counter = counter_for(plan.model)
-        counts: list[int] = []
-        for start in range(0, len(texts), _COUNT_SLICE):
-            counts.extend(counter.count_many(texts[start : start + _COUNT_SLICE]))
-            self._stage("counting tokens", len(counts), len(texts))
+        # The chunker counted each chunk's embedding text under this model's counter already.
+        texts, counts = self._texts_for(plan, missing)
         order = sorted(range(len(texts)), key=lambda i: counts[i])
         hashes = [missing[i] for i in order]
         texts = [texts[i] for i in order]
@@ -642,13 +636,15 @@ class Indexer:
         return options.batch_items or items, options.batch_tokens or tokens
 
     @staticmethod
-    def _texts_for(plan: _Plan, hashes: Sequence[str]) -> list[str]:
-        by_hash: dict[str, str] = {}
+    def _texts_for(plan: _Plan, hashes: Sequence[str]) -> tuple[list[str], list[int]]:
+        """The embedding texts of these text hashes, and their token counts."""
+        by_hash: dict[str, Chunk] = {}
         wanted = set(hashes)
         for chunk, text_hash in zip(plan.chunks, plan.hashes):
             if text_hash in wanted and text_hash not in by_hash:
-                by_hash[text_hash] = chunk.embedding_text
-        return [by_hash[h] for h in hashes]
+                by_hash[text_hash] = chunk
+        chunks = [by_hash[h] for h in hashes]
+        return [c.embedding_text for c in chunks], [c.tokens for c in chunks]
 
     def embedder_for(self, model: ModelInfo) -> Embedder:
         """The embedder this indexer uses for `model` (built once)."""

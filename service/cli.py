@@ -83,7 +83,7 @@ def cli() -> None:
 
 
 #: Progress unit per stage of an indexing run (see `indexer.pipeline.StageFn`).
-_STAGE_UNITS = {"scanning": "file", "chunking": "char", "counting tokens": "chunk", "embedding": "chunk"}
+_STAGE_UNITS = {"scanning": "file", "chunking": "char", "embedding": "chunk"}
 
 
 def _progress_bar(label: str) -> tuple[Any, Any]:

@@ -105,7 +105,7 @@ def test_progress_covers_scanning_chunking_and_embedding(tmp_path: Path) -> None
     seen: list[tuple[str, int, int]] = []
     report = Indexer(tmp_path / "index", on_stage=lambda *event: seen.append(event)).index([corpus])
     stages = list(dict.fromkeys(stage for stage, _, _ in seen))
-    assert stages == ["scanning", "chunking", "counting tokens", "embedding"]
+    assert stages == ["scanning", "chunking", "embedding"]
     scanned = [done for stage, done, _ in seen if stage == "scanning"]
     assert scanned == list(range(1, len(SAMPLE_DOCS) + 1))
     chunking = [(done, total) for stage, done, total in seen if stage == "chunking"]
