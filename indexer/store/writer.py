@@ -380,12 +380,26 @@ class IndexWriter:
         return manifest
 
     def _bounded(self, segments: list[dict[str, Any]], g: int, merge: Merge) -> list[dict[str, Any]]:
-        """Keep a segment list bounded: merge the small tail, or everything once the tail is big."""
+        """Keep a segment list at most MAX_SEGMENTS long by merging its smallest segments.
+
+        The two smallest always merge; the next smallest joins while it holds no more rows
+        than those already taken, so a large segment is rewritten only together with as many
+        rows again: each row is rewritten O(log n) times, and a small write never pays for
+        rewriting the bulk of the index (compaction does that).
+        """
         if len(segments) <= MAX_SEGMENTS:
             return segments
-        tail_rows = sum(int(s["rows"]) for s in segments[1:])
-        start = 0 if tail_rows * 2 >= int(segments[0]["rows"]) else 1
-        return [*segments[:start], *merge(segments[start:], new_segment_name(g) + "-m", self._dead_ids())]
+        # Smallest first; among equals the newest, whose rows are likeliest to change again.
+        order = sorted(range(len(segments)), key=lambda i: (int(segments[i]["rows"]), -i))
+        taken, rows = order[:2], sum(int(segments[i]["rows"]) for i in order[:2])
+        for i in order[2:]:
+            if int(segments[i]["rows"]) > rows:
+                break
+            taken.append(i)
+            rows += int(segments[i]["rows"])
+        chosen = set(taken)
+        merged = merge([s for i, s in enumerate(segments) if i in chosen], new_segment_name(g) + "-m", self._dead_ids())
+        return [*(s for i, s in enumerate(segments) if i not in chosen), *merged]
 
     def _dead_ids(self) -> np.ndarray:
         assert self._conn is not None

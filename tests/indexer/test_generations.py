@@ -135,6 +135,39 @@ def test_segments_stay_few_and_compaction_keeps_the_content(tmp_path: Path) -> N
     assert len(list((tmp_path / "snapshots").iterdir())) == 2  # the new snapshot and the one it replaced
 
 
+def test_merges_take_the_smallest_segments_and_keep_every_row_findable(tmp_path: Path) -> None:
+    """Writes of mixed sizes: merges pick small segments wherever they sit in the list, the big
+    first one is left alone, and vectors, dense and lexical hits stay what a fresh index gives."""
+    vectors = clustered(1_600, 16, clusters=8, seed=4)
+    directory = IndexDirectory(tmp_path)
+    records, chunks = zip(*[one_doc(i, vectors)[:2] for i in range(300)])
+    publish(directory, list(records), list(chunks), vectors[:300])
+    rng = np.random.default_rng(4)
+    at, live = 300, set(range(300))
+    with directory.writer() as writer:
+        for _ in range(30):
+            size = int(rng.choice([1, 2, 40]))
+            ids = list(range(at, at + size))
+            gone = [f"d{int(i)}" for i in rng.choice(sorted(live), 2, replace=False)]
+            batch = [one_doc(i, vectors) for i in ids]
+            manifest = writer.update(upserts=[b[0] for b in batch], chunks=[b[1] for b in batch],
+                                     vectors=vectors[at : at + size], deletes=gone)
+            live = (live | set(ids)) - {int(g[1:]) for g in gone}
+            at += size
+            assert len(manifest.segments) <= MAX_SEGMENTS and len(manifest.lexical) <= MAX_SEGMENTS
+            assert manifest.segments[0]["rows"] == 300  # the bulk of the index is never rewritten by small writes
+    snapshot_dir = directory.snapshots_dir / manifest.snapshot
+    for segment in manifest.segments:
+        ids = np.load(snapshot_dir / "segments" / segment["name"] / "ids.npy")
+        assert (np.diff(ids) > 0).all()
+    wanted = sorted(live)
+    with directory.open_current() as snap:
+        assert np.allclose(snap.vectors_for([f"c{i}" for i in wanted]), vectors[wanted])
+        assert {int(h.chunk.chunk_id[1:]) for h in snap.search(vectors[wanted[-1]], 1)[0]} == {wanted[-1]}
+        lexical = {h.chunk.chunk_id for h in snap.lexical().search("topic5", 1000)}
+    assert lexical == {f"c{i}" for i in wanted if i % 13 == 5}
+
+
 def test_a_reader_keeps_its_generation_while_writers_go_on(tmp_path: Path) -> None:
     vectors = clustered(300, 16, clusters=6, seed=2)
     directory = IndexDirectory(tmp_path)

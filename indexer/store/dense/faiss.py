@@ -120,7 +120,8 @@ class FaissBackend(DenseBackend):
         self, source_dir: Path, source: Mapping[str, Any], segments: Sequence[Segment],
         target_dir: Path, target: Mapping[str, Any], name: str, dead: np.ndarray,
     ) -> list[dict[str, Any]]:
-        """One segment from all of them, without dead rows, copied in bounded slices."""
+        """One segment from all of them (in any order), without dead rows, ids ascending, copied in
+        bounded slices."""
         origin, directory = source_dir / SEGMENTS, target_dir / SEGMENTS
         directory.mkdir(parents=True, exist_ok=True)
         parts = [(np.load(origin / s["name"] / "ids.npy"), np.load(origin / s["name"] / "vectors.npy", mmap_mode="r"))
@@ -130,22 +131,26 @@ class FaissBackend(DenseBackend):
         if rows == 0:
             return []
         dims = int(parts[0][1].shape[1])
+        # Where each live row comes from (segment, position), in ascending id order.
+        ids = np.concatenate([part_ids[keep] for (part_ids, _), keep in zip(parts, keeps)])
+        part_of = np.concatenate([np.full(int(keep.sum()), p, dtype=np.int64) for p, keep in enumerate(keeps)])
+        position = np.concatenate([np.flatnonzero(keep) for keep in keeps])
+        order = np.argsort(ids, kind="stable")
+        ids, part_of, position = ids[order], part_of[order], position[order]
         tmp = directory / f".tmp-{name}"
         remove_tree(tmp)
         tmp.mkdir()
         out = np.lib.format.open_memmap(tmp / "vectors.npy", mode="w+", dtype=np.float32, shape=(rows, dims))
-        out_ids = np.empty(rows, dtype=np.int64)
-        at = 0
-        for (ids, vectors), keep in zip(parts, keeps):
-            for start in range(0, len(ids), _COPY_ROWS):
-                mask = keep[start : start + _COPY_ROWS]
-                block = np.asarray(vectors[start : start + _COPY_ROWS])[mask]
-                out[at : at + len(block)] = block
-                out_ids[at : at + len(block)] = ids[start : start + _COPY_ROWS][mask]
-                at += len(block)
+        for start in range(0, rows, _COPY_ROWS):
+            stop = min(rows, start + _COPY_ROWS)
+            block = np.empty((stop - start, dims), dtype=np.float32)
+            for p in np.unique(part_of[start:stop]):
+                mine = part_of[start:stop] == p
+                block[mine] = parts[int(p)][1][position[start:stop][mine]]
+            out[start:stop] = block
         out.flush()
         del out
-        np.save(tmp / "ids.npy", out_ids)
+        np.save(tmp / "ids.npy", ids)
         return [_finish(tmp, directory / name, tmp / "vectors.npy", self.ann_min_rows)]
 
     def open(
