@@ -10,6 +10,7 @@ cache, write lock) is shared between two of them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from indexer.errors import ConfigError, IndexLockedError
 from indexer.store import IndexDirectory
 
 from .errors import CollectionExistsError, CollectionNotFoundError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -96,8 +99,9 @@ def create(root: Path, name: str) -> Path:
     return path
 
 
-def delete(root: Path, name: str) -> None:
-    """Remove a collection and its whole index, once no writer holds it.
+def delete(root: Path, name: str, milvus_token: str | None = None) -> None:
+    """Remove a collection and its whole index, once no writer holds it; vectors kept on a Milvus
+    server are dropped there too (a failure is logged: the collection is gone either way).
 
     Raises:
         ConfigError: `default` (it is the index root; delete files by hand if you mean it).
@@ -117,6 +121,9 @@ def delete(root: Path, name: str) -> None:
     except filelock.Timeout as exc:
         raise IndexLockedError(f"collection {name!r} is being written; try again when it is done") from exc
     try:
+        left = IndexDirectory(path, milvus_token=milvus_token).drop_external_storage()
+        if left:
+            log.warning("collection %r: could not drop its Milvus collections %s; drop them by hand", name, left)
         doomed = path.with_name(f".deleting-{name}")
         shutil.rmtree(doomed, ignore_errors=True)
         path.rename(doomed)

@@ -14,7 +14,7 @@ from ..errors import CorruptIndexError, IndexLockedError, IndexNotFoundError, St
 from .cache import EmbeddingCache
 from .dense.faiss import ANN_MIN_ROWS
 from .snapshot import Manifest, Snapshot
-from .writer import IndexWriter
+from .writer import IndexWriter, drop_collections_outside
 
 
 class IndexDirectory:
@@ -69,6 +69,15 @@ class IndexDirectory:
         """Changes with every publish (snapshot and generation); None before the first one."""
         manifest = self.current_manifest()
         return manifest.version if manifest else None
+
+    def drop_external_storage(self) -> list[str]:
+        """Drop the Milvus collections this index keeps outside its directory (on a server, or in a
+        Lite file elsewhere), before the directory itself is deleted; returns those that failed."""
+        try:
+            snapshots = list(self.snapshots_dir.iterdir())
+        except OSError:
+            return []
+        return [failed for path in snapshots if (failed := drop_collections_outside(path, self.root, self.milvus_token))]
 
     def previous_segments(self, kind: str = "segments") -> set[str]:
         """Segment names (vector `segments` or `lexical`) of the generation CURRENT replaced, kept for

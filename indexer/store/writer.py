@@ -563,6 +563,19 @@ def _drop_collection_of(snapshot_dir: Path, root: Path, token: str | None) -> bo
     return True
 
 
+def drop_collections_outside(snapshot_dir: Path, root: Path, token: str | None) -> str | None:
+    """Drop a snapshot's Milvus collection if it lives outside the index directory; the collection's
+    name if that failed (a Lite file inside the directory goes with it)."""
+    try:
+        entry = dense_entry({"dense": json.loads((snapshot_dir / DENSE_MARKER).read_bytes())}, snapshot_dir)
+    except (OSError, ValueError, CorruptIndexError, AttributeError):
+        return None
+    uri = str(entry.get("uri", ""))
+    if entry["backend"] != "milvus" or (is_local(uri) and not Path(uri).is_absolute() and not uri.startswith("..")):
+        return None
+    return None if _drop_collection_of(snapshot_dir, root, token) else str(entry["collection"])
+
+
 def _sweep_lite_file(root: Path, stored_uri: str, keep: set[str]) -> None:
     """Drop `iorag_` collections of snapshots that no longer exist from a Lite file inside the index.
 

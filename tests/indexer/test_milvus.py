@@ -104,6 +104,21 @@ def test_gc_drops_collections_of_collected_and_unfinished_snapshots(
     assert not {collection_name(m.snapshot) for m in (first, second, third)} & milvus.collections(tmp_path)
 
 
+def test_deleting_an_index_drops_its_collections_outside_it(tmp_path: Path, corpus: Any, milvus: MilvusSetup) -> None:
+    documents, chunks, vectors = corpus
+    directory = milvus.directory(tmp_path / "index")
+    first = publish(directory, documents, chunks, vectors, dense=milvus.target())
+    second = publish(directory, documents[:3], chunks[:15], vectors[:15], dense=milvus.target())
+    mine = {collection_name(m.snapshot) for m in (first, second)}
+    assert mine <= milvus.collections(tmp_path / "index")
+    assert directory.drop_external_storage() == []
+    if milvus.kind == "lite":
+        # The Lite file inside the index goes with the directory: nothing to do outside it.
+        assert mine <= milvus.collections(tmp_path / "index")
+    else:
+        assert not mine & milvus.collections(tmp_path / "index")
+
+
 def test_bad_backend_and_uri_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown vector backend"):
         Indexer(tmp_path, dense_backend="annoy")

@@ -44,5 +44,5 @@ async def delete_collection(name: str, request: Request) -> dict[str, str]:
     if name == store.DEFAULT_COLLECTION or not store.exists(opened.root, name):
         await asyncio.to_thread(store.delete, opened.root, name)  # raises the right error
     await opened.drop(name)
-    await asyncio.to_thread(store.delete, opened.root, name)
+    await asyncio.to_thread(store.delete, opened.root, name, opened.settings.milvus_secret())
     return {"deleted": name}

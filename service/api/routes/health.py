@@ -18,9 +18,13 @@ async def health(request: Request, caller: CallerDep) -> dict[str, Any]:
     Without a key, on a server that has keys, only the status words (no collection data)."""
     service = await get_service(request) if caller.identified else None
     if service is None:
-        opened = request.app.state.collections.opened()
-        default = opened.get(request.app.state.settings.collection)
-        return {"status": "ok", "upstream": default.upstream_state() if default else "unknown"}
+        settings = request.app.state.settings
+        default = request.app.state.collections.opened().get(settings.collection)
+        if default is not None:
+            upstream = default.upstream_state()
+        else:  # nothing asked upstream yet: offline is known from the settings alone
+            upstream = "up" if settings.remote else "off"
+        return {"status": "ok", "upstream": upstream}
     info = await service.ahealth()
     info["upstream"] = service.upstream_state()
     info["collection"] = caller.collection
