@@ -2,16 +2,19 @@
 
 Each write adds one lexical segment for the rows it added, beside its vector
 segment; merging and compaction rewrite segments without tombstoned rows. A
-segment is a directory `lexical/<name>/` of flat arrays:
+segment is one file, `lexical/<name>`: a 32-byte header (b"IORAGPS1", then the
+counts of rows, keys and postings as little-endian uint64), then these arrays,
+each starting at a multiple of 8 bytes:
 
-    ids.i64      chunk row ids, ascending
-    lengths.u32  terms per row
-    keys.u64     the segment's distinct terms (64-bit hashes), ascending
-    starts.i64   where each term's postings begin (len(keys) + 1 entries)
-    rows.u32     postings: positions into `ids` of the rows holding the term, ascending per term
-    freqs.u16    how often the term occurs in that row
+    ids       int64   chunk row ids, ascending
+    lengths   uint32  terms per row
+    keys      uint64  the segment's distinct terms (64-bit hashes), ascending
+    starts    int64   where each term's postings begin (keys + 1 entries)
+    rows      uint32  postings: positions into `ids` of the rows holding the term, ascending per term
+    freqs     uint16  how often the term occurs in that row
 
-Readers map the files and read only the postings of the query's terms, so
+One file, so a write's lexical segment costs one fsync plus its directory's.
+Readers map the file and read only the postings of the query's terms, so
 opening costs nothing per chunk. Statistics (rows, average length, document
 frequency) are summed over the generation's segments, so IDF is global; rows
 tombstoned but not yet compacted still count in them, as in Lucene, and are only
@@ -25,19 +28,23 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import IO, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import CorruptIndexError
 from ..lexical import BM25_B, BM25_K1
-from .durable import fsync_path, remove_tree
+from .durable import fsync_path
 
 LEXICAL = "lexical"
-_FILES = {"ids": np.int64, "lengths": np.uint32, "keys": np.uint64, "starts": np.int64, "rows": np.uint32,
-          "freqs": np.uint16}
-_SUFFIX = {np.int64: "i64", np.uint32: "u32", np.uint64: "u64", np.uint16: "u16"}
+_MAGIC = b"IORAGPS1"
+_HEADER = 32
+#: A segment file's arrays, in file order.
+_ARRAYS = (("ids", np.int64), ("lengths", np.uint32), ("keys", np.uint64), ("starts", np.int64),
+           ("rows", np.uint32), ("freqs", np.uint16))
 #: Postings held in memory at once while merging segments (bounds a merge's memory whatever the size).
 _MERGE_POSTINGS = 8_000_000
 _MAX_FREQ = np.iinfo(np.uint16).max
@@ -52,32 +59,40 @@ def term_keys(terms: Iterable[str]) -> np.ndarray:
     )
 
 
-def _path(where: Path, name: str) -> Path:
-    return where / f"{name}.{_SUFFIX[_FILES[name]]}"
+def _sizes(rows: int, keys: int, postings: int) -> dict[str, int]:
+    return {"ids": rows, "lengths": rows, "keys": keys, "starts": keys + 1, "rows": postings, "freqs": postings}
 
 
-def _write_arrays(tmp: Path, final: Path, arrays: Mapping[str, np.ndarray], extra: Mapping[str, Any]) -> dict[str, Any]:
-    for name, array in arrays.items():
-        with open(_path(tmp, name), "wb") as out:
-            out.write(np.ascontiguousarray(array, dtype=_FILES[name]).tobytes())
-    return _finish(tmp, final, extra)
+def _padding(nbytes: int) -> bytes:
+    return b"\0" * (-nbytes % 8)
 
 
-def _finish(tmp: Path, final: Path, extra: Mapping[str, Any]) -> dict[str, Any]:
-    for file in tmp.iterdir():
-        fsync_path(file)
-    fsync_path(tmp, directory=True)
-    os.rename(tmp, final)
-    fsync_path(final.parent, directory=True)
-    return {"name": final.name, **extra}
-
-
-def _fresh(directory: Path, name: str) -> Path:
+def _write_file(
+    directory: Path, name: str, counts: tuple[int, int, int], parts: Mapping[str, np.ndarray | IO[bytes]],
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write a segment file durably (header, then each array, from memory or a spill file), then
+    rename it into place; returns its manifest entry."""
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".tmp-{name}"
-    remove_tree(tmp)
-    tmp.mkdir()
-    return tmp
+    with open(tmp, "wb") as out:
+        out.write(_MAGIC + np.array(counts, dtype="<u8").tobytes())
+        for array_name, dtype in _ARRAYS:
+            part = parts[array_name]
+            if isinstance(part, np.ndarray):
+                data = np.ascontiguousarray(part, dtype=dtype).tobytes()
+                out.write(data)
+                nbytes = len(data)
+            else:
+                nbytes = part.tell()
+                part.seek(0)
+                shutil.copyfileobj(part, out, 1 << 20)
+            out.write(_padding(nbytes))
+        out.flush()
+        os.fsync(out.fileno())
+    os.rename(tmp, directory / name)
+    fsync_path(directory, directory=True)
+    return {"name": name, **extra}
 
 
 def write_segment(
@@ -128,7 +143,7 @@ def _write_sorted(
     arrays = {"ids": ids, "lengths": lengths, "keys": post_keys[term_at], "starts": starts, "rows": post_rows,
               "freqs": freqs}
     extra = {"rows": len(ids), "terms": int(lengths.sum()), "postings": len(post_keys)}
-    return _write_arrays(_fresh(directory, name), directory / name, arrays, extra)
+    return _write_file(directory, name, (len(ids), len(term_at), len(post_keys)), arrays, extra)
 
 
 def merge_segments(
@@ -152,13 +167,13 @@ def merge_segments(
         move = np.full(len(part.ids), -1, dtype=np.int64)
         move[keep] = np.searchsorted(ids, part.ids[keep])
         moves.append(move)
-    directory = target_dir / LEXICAL
-    tmp = _fresh(directory, name)
+    # Keys, starts, rows and freqs come a key range at a time into spill files, which are then
+    # copied into the segment file behind ids and lengths.
     total = sum(int(p.starts[-1]) for p in parts)
     bounds = _key_bounds(max(1, math.ceil(total / _MERGE_POSTINGS)))
-    counts = {"rows": 0, "keys": 0}
-    with open(_path(tmp, "keys"), "wb") as keys_out, open(_path(tmp, "starts"), "wb") as starts_out, \
-            open(_path(tmp, "rows"), "wb") as rows_out, open(_path(tmp, "freqs"), "wb") as freqs_out:
+    spills = {n: tempfile.TemporaryFile(dir=target_dir) for n in ("keys", "starts", "rows", "freqs")}
+    try:
+        postings = written_keys = 0
         for low, high in zip(bounds[:-1], bounds[1:]):
             keys, rows, freqs = _postings_between(parts, moves, low, high)
             order = np.lexsort((rows, keys))
@@ -166,18 +181,19 @@ def merge_segments(
             first = np.ones(len(keys), dtype=bool)
             first[1:] = keys[1:] != keys[:-1]
             term_at = np.flatnonzero(first)
-            keys_out.write(keys[term_at].tobytes())
-            starts_out.write((term_at + counts["rows"]).astype(np.int64).tobytes())
-            rows_out.write(rows.astype(np.uint32).tobytes())
-            freqs_out.write(freqs.astype(np.uint16).tobytes())
-            counts["rows"] += len(keys)
-            counts["keys"] += len(term_at)
-        starts_out.write(np.array([counts["rows"]], dtype=np.int64).tobytes())
-    for array_name, array in (("ids", ids), ("lengths", lengths)):
-        with open(_path(tmp, array_name), "wb") as out:
-            out.write(array.astype(_FILES[array_name]).tobytes())
-    extra = {"rows": len(ids), "terms": int(lengths.sum()), "postings": counts["rows"]}
-    return [_finish(tmp, directory / name, extra)]
+            spills["keys"].write(keys[term_at].tobytes())
+            spills["starts"].write((term_at + postings).astype(np.int64).tobytes())
+            spills["rows"].write(rows.astype(np.uint32).tobytes())
+            spills["freqs"].write(freqs.astype(np.uint16).tobytes())
+            postings += len(keys)
+            written_keys += len(term_at)
+        spills["starts"].write(np.array([postings], dtype=np.int64).tobytes())
+        extra = {"rows": len(ids), "terms": int(lengths.sum()), "postings": postings}
+        parts_by_name: dict[str, np.ndarray | IO[bytes]] = {"ids": ids, "lengths": lengths, **spills}
+        return [_write_file(target_dir / LEXICAL, name, (len(ids), written_keys, postings), parts_by_name, extra)]
+    finally:
+        for spill in spills.values():
+            spill.close()
 
 
 def _key_bounds(pieces: int) -> list[int]:
@@ -212,16 +228,10 @@ class _Segment:
     """One lexical segment, mapped."""
 
     def __init__(self, directory: Path, entry: Mapping[str, Any]) -> None:
-        where = directory / str(entry["name"])
-        self.where = where
-        arrays = {name: _map(_path(where, name), dtype) for name, dtype in _FILES.items()}
+        arrays = _map(directory / str(entry["name"]), entry)
         self.ids, self.lengths = arrays["ids"], arrays["lengths"]
         self.keys, self.starts = arrays["keys"], arrays["starts"]
         self.rows, self.freqs = arrays["rows"], arrays["freqs"]
-        rows, postings = entry.get("rows"), entry.get("postings")
-        if (len(self.ids) != rows or len(self.lengths) != rows or len(self.starts) != len(self.keys) + 1
-                or len(self.rows) != postings or len(self.freqs) != postings or int(self.starts[-1]) != postings):
-            raise CorruptIndexError(f"{where}: lexical segment does not match its manifest entry")
         self.terms = int(entry.get("terms", 0))
 
     def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -235,13 +245,31 @@ class _Segment:
         return begin, end
 
 
-def _map(path: Path, dtype: Any) -> np.ndarray:
+def _map(path: Path, entry: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A segment file's arrays, mapped, once its header and size agree with the manifest entry."""
     try:
-        if path.stat().st_size == 0:
-            return np.zeros(0, dtype=dtype)
-        return np.memmap(path, dtype=dtype, mode="r")
-    except (OSError, ValueError) as exc:
-        raise CorruptIndexError(f"{path}: unreadable lexical segment file: {exc}") from exc
+        with open(path, "rb") as file:
+            header = file.read(_HEADER)
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CorruptIndexError(f"{path}: unreadable lexical segment: {exc}") from exc
+    if len(header) != _HEADER or header[:8] != _MAGIC:
+        raise CorruptIndexError(f"{path}: not a lexical segment")
+    rows, keys, postings = (int(c) for c in np.frombuffer(header[8:], dtype="<u8"))
+    if rows != entry.get("rows") or postings != entry.get("postings"):
+        raise CorruptIndexError(f"{path}: lexical segment does not match its manifest entry")
+    arrays: dict[str, np.ndarray] = {}
+    offset, sizes = _HEADER, _sizes(rows, keys, postings)
+    for name, dtype in _ARRAYS:
+        nbytes = sizes[name] * np.dtype(dtype).itemsize
+        if offset + nbytes > size:
+            raise CorruptIndexError(f"{path}: lexical segment is truncated")
+        arrays[name] = (np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(sizes[name],))
+                        if nbytes else np.zeros(0, dtype=dtype))
+        offset += nbytes + len(_padding(nbytes))
+    if int(arrays["starts"][-1]) != postings:
+        raise CorruptIndexError(f"{path}: lexical segment does not match its manifest entry")
+    return arrays
 
 
 class Postings:
@@ -315,10 +343,10 @@ class Postings:
 
 
 def collect(snapshot_dir: Path, keep: set[str]) -> None:
-    """Remove lexical segments no kept manifest lists (best effort)."""
+    """Remove lexical segments no kept manifest lists, and unfinished ones (best effort)."""
     try:
         for entry in (snapshot_dir / LEXICAL).iterdir():
             if entry.name not in keep:
-                remove_tree(entry)
+                entry.unlink(missing_ok=True)
     except OSError:
         pass

@@ -112,9 +112,17 @@ def test_rows_without_terms_are_kept_in_the_statistics(tmp_path: Path) -> None:
     assert Postings(tmp_path, [only_empty], np.zeros(0, np.int64)).search(["cat"], 5)[0].tolist() == []
 
 
-def test_a_truncated_file_is_named(tmp_path: Path) -> None:
+def test_a_damaged_file_is_named(tmp_path: Path) -> None:
     entry = _write(tmp_path, "a", {1: ["cat", "dog"], 2: ["cat"]})
-    freqs = tmp_path / "lexical" / "a" / "freqs.u16"
-    freqs.write_bytes(freqs.read_bytes()[:-2])
-    with pytest.raises(CorruptIndexError, match="lexical segment"):
+    path = tmp_path / "lexical" / "a"
+    whole = path.read_bytes()
+    for damaged, says in ((whole[:-8], "truncated"), (b"XXXXXXXX" + whole[8:], "not a lexical segment"), (b"", "not a")):
+        path.write_bytes(damaged)
+        with pytest.raises(CorruptIndexError, match=f"{path}: .*{says}"):
+            Postings(tmp_path, [entry], np.zeros(0, np.int64))
+    path.write_bytes(whole)
+    with pytest.raises(CorruptIndexError, match="does not match its manifest entry"):
+        Postings(tmp_path, [{**entry, "rows": 3}], np.zeros(0, np.int64))
+    path.unlink()
+    with pytest.raises(CorruptIndexError, match="unreadable lexical segment"):
         Postings(tmp_path, [entry], np.zeros(0, np.int64))
