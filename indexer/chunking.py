@@ -20,7 +20,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 from .errors import ChunkingError, ConfigError
 from .models import Chunk, Document, Segment, embedding_text, make_chunk_id
 from .text import sentence_spans
-from .tokens import TokenCounter
+from .tokens import SpanCounts, TokenCounter
 
 __all__ = ["ChunkingConfig", "chunk_document", "fits"]
 
@@ -310,6 +310,13 @@ class _Cutter:
         # Fixed tokens every text costs ([CLS]/[SEP] for WordPiece), so piece
         # counts can be summed without counting them once per piece.
         self.base = counter.count("")
+        # A counter whose counts add up over whitespace (WordPiece) lets the chunks
+        # of a section be counted from its sentences' counts (see tokens.SpanCounts).
+        self._span_counts: Callable[[str, Sequence[tuple[int, int]]], SpanCounts] | None = getattr(
+            counter, "span_counts", None
+        )
+        #: The current section's sentence counts when the counter can add them up.
+        self.spans: SpanCounts | None = None
         self.char_cap = max(_MIN_CHAR_CAP, config.max_tokens * _MAX_CHARS_PER_TOKEN)
         self._headers: dict[tuple[str, ...], _Header] = {}
 
@@ -361,6 +368,7 @@ class _Cutter:
             budget = max(1, min(self.target, self.max - header.overhead))
         limit = min(self.max, header.overhead + budget)
         start, end = _strip(self.text, start, end) or (start, end)
+        self.spans = None
         if end - start <= min(self.char_cap, budget * _WHOLE_SECTION_CHARS_PER_TOKEN):
             # Short enough that it probably fits whole: one count settles it,
             # where the general path counts its sentences and then the chunk.
@@ -370,9 +378,18 @@ class _Cutter:
         return self._pack(self._pieces(start, end, header, budget), header, budget)
 
     def _count_spans(self, spans: Sequence[tuple[int, int]]) -> list[int | None]:
-        """Estimated tokens per span; None for spans too long to be one chunk anyway."""
-        short = [self.text[a:b] for a, b in spans if b - a <= self.char_cap]
-        counts = iter(self.counter.count_many(short) if short else ())
+        """Estimated tokens per span; None for spans too long to be one chunk anyway.
+
+        Where the counter offers span counts these are exact, and chunks made of
+        whole spans are then counted from them (`self.spans`) instead of again.
+        """
+        short = [(a, b) for a, b in spans if b - a <= self.char_cap]
+        if self._span_counts is not None:
+            self.spans = self._span_counts(self.text, short)
+            real = self.spans.counts
+        else:
+            real = self.counter.count_many([self.text[a:b] for a, b in short]) if short else []
+        counts = iter(real)
         return [next(counts) - self.base if b - a <= self.char_cap else None for a, b in spans]
 
     def _pieces(self, start: int, end: int, header: _Header, budget: int) -> list[_Piece]:
@@ -453,7 +470,30 @@ class _Cutter:
         return cut, tokens
 
     def _count(self, start: int, end: int, header: _Header) -> int:
-        return self.counter.count(embedding_text(header.text, self.text[start:end]))
+        return self._counts([(start, end, header)])[0]
+
+    def _counts(self, spans: Sequence[tuple[int, int, _Header | None]]) -> list[int]:
+        """Real counts of text[a:b], or of its embedding text where a header is given.
+
+        Derived from the section's sentence counts where they answer (they are
+        exact there), the rest counted in one call.
+        """
+        counts: list[int | None] = [None] * len(spans)
+        if self.spans is not None:
+            for i, (start, end, header) in enumerate(spans):
+                tokens = self.spans.count(start, end)
+                if tokens is not None:
+                    # The header's line break separates: its count adds, less [CLS] and [SEP].
+                    counts[i] = tokens if header is None else tokens + header.overhead - self.base
+        missing = [i for i, tokens in enumerate(counts) if tokens is None]
+        if missing:
+            texts = [self._text(*spans[i]) for i in missing]
+            for i, tokens in zip(missing, self.counter.count_many(texts)):
+                counts[i] = tokens
+        return counts  # type: ignore[return-value]  # every slot is filled now
+
+    def _text(self, start: int, end: int, header: _Header | None) -> str:
+        return self.text[start:end] if header is None else embedding_text(header.text, self.text[start:end])
 
     def _longest(
         self, pos: int, ends: Sequence[int], header: _Header, limit: int, hint: int
@@ -571,7 +611,7 @@ class _Cutter:
 
     def _verify(self, steps: list[_Step], pieces: list[_Piece], header: _Header) -> list[int | None]:
         """Real count of each planned chunk, or None where it (or its overlap) is over budget."""
-        texts: list[str] = []
+        spans: list[tuple[int, int, _Header | None]] = []
         slots: list[tuple[int, int, int] | None] = []
         for step in steps:
             end = pieces[step.last - 1].end
@@ -581,14 +621,14 @@ class _Cutter:
             known = self._known(pieces, step)
             chunk_at = -1
             if not known:
-                texts.append(embedding_text(header.text, self.text[step.start : end]))
-                chunk_at = len(texts) - 1
+                spans.append((step.start, end, header))
+                chunk_at = len(spans) - 1
             overlap_at = -1
             if step.start < pieces[step.needed].start:
-                texts.append(self.text[step.start : pieces[step.needed - 1].end])
-                overlap_at = len(texts) - 1
+                spans.append((step.start, pieces[step.needed - 1].end, None))
+                overlap_at = len(spans) - 1
             slots.append((known, chunk_at, overlap_at))
-        counts = self.counter.count_many(texts) if texts else []
+        counts = self._counts(spans) if spans else []
         results: list[int | None] = []
         for slot in slots:
             if slot is None:
@@ -616,7 +656,7 @@ class _Cutter:
         # The overlap must really fit its own budget: shrink it by what it is over.
         estimate = step.overlap_tokens
         while start < first_new:
-            real = self.counter.count(self.text[start : pieces[needed - 1].end]) - self.base
+            real = self._counts([(start, pieces[needed - 1].end, None)])[0] - self.base
             if real <= self.overlap:
                 break
             allowance = min(estimate - 1, estimate - (real - self.overlap))

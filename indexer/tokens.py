@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left
+from collections import ChainMap
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import chain
+from itertools import accumulate, chain
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 from .catalog import ModelInfo
 from .errors import ConfigError
@@ -46,6 +48,10 @@ class TokenCounter(Protocol):
     def count(self, text: str) -> int: ...
 
     def count_many(self, texts: Sequence[str]) -> list[int]: ...
+
+
+# Counters whose counts add up exactly over whitespace (WordPieceCounter) also offer
+# `span_counts(text, spans) -> SpanCounts`; the chunker uses it where present.
 
 
 @dataclass(frozen=True)
@@ -129,35 +135,89 @@ class WordPieceCounter:
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
         split = [_pieces(text) for text in texts]
+        base = self.base
+        try:
+            lookup = self._pieces.__getitem__
+            return [base + sum(map(lookup, pieces)) for pieces in split]
+        except KeyError:
+            pass  # some piece is new (or too long to remember)
+        lookup = self._learn(chain.from_iterable(split)).__getitem__
+        return [base + sum(map(lookup, pieces)) for pieces in split]
+
+    def span_counts(self, text: str, spans: Sequence[tuple[int, int]]) -> SpanCounts:
+        """Counts of `spans` of `text` (in order, disjoint), and of runs of them (see SpanCounts)."""
+        counts = self.count_many([text[a:b] for a, b in spans])
+        separated = [_separates(text, end, start) for (_, end), (start, _) in zip(spans, spans[1:])]
+        return SpanCounts(spans, counts, separated, self.base)
+
+    def _learn(self, pieces: Iterable[str]) -> Mapping[str, int]:
+        """A mapping that holds the count of each of `pieces`, new ones encoded in one call."""
         known = self._pieces
         if len(known) > _PIECE_CACHE_SIZE:
             # A bound, not an LRU (rare, and refilled by the next texts). A new dict rather
             # than clear(): a call in another thread keeps the one it is reading.
             known = self._pieces = {}
         # Set operations run in C; `difference` looks each piece up in the dictionary.
-        unknown = list(set(chain.from_iterable(split)).difference(known))
+        unknown = list(set(pieces).difference(known))
+        if not unknown:
+            return known
         long: dict[str, int] = {}
-        if unknown:
-            encodings = self._tokenizer.encode_batch_fast(unknown, add_special_tokens=False)
-            for piece, encoding in zip(unknown, encodings):
-                (known if len(piece) <= _CACHED_PIECE_CHARS else long)[piece] = len(encoding.ids)
-        lookup = known.__getitem__
-        counts = []
-        for pieces in split:
-            try:
-                counts.append(self.base + sum(map(lookup, pieces)))
-            except KeyError:  # a piece too long to remember
-                counts.append(self.base + sum(known[p] if p in known else long[p] for p in pieces))
-        return counts
+        for piece, encoding in zip(unknown, self._tokenizer.encode_batch_fast(unknown, add_special_tokens=False)):
+            (known if len(piece) <= _CACHED_PIECE_CHARS else long)[piece] = len(encoding.ids)
+        return ChainMap(long, known) if long else known
+
+
+class SpanCounts:
+    """Exact token counts of spans of one text, and of runs of consecutive ones.
+
+    Built from real counts of the spans and the whitespace between them:
+    `count(start, end)` is the counter's count of text[start:end] ([CLS] and
+    [SEP] included) when `start` begins one span, `end` ends the same or a
+    later one, and every gap in between is whitespace that separates pieces
+    (for WordPiece: any whitespace but the characters the normalizer
+    deletes). Otherwise it is None and the text must be counted for real.
+    Adding a header (`header + "\n\n" + text`) adds the header's count
+    minus [CLS] and [SEP], since the line breaks separate its pieces too.
+    """
+
+    def __init__(
+        self, spans: Sequence[tuple[int, int]], counts: Sequence[int], separated: Sequence[bool], base: int
+    ) -> None:
+        #: The real count of each span.
+        self.counts = counts
+        self._starts = [a for a, _ in spans]
+        self._ends = [b for _, b in spans]
+        self._tokens = list(accumulate((n - base for n in counts), initial=0))
+        # _joined[k]: gaps before span k that do not separate (the first span has none).
+        self._joined = list(accumulate((not s for s in separated), initial=0))
+        self.base = base
+
+    def count(self, start: int, end: int) -> int | None:
+        """The count of text[start:end], or None when it cannot be derived."""
+        first = bisect_left(self._starts, start)
+        last = bisect_left(self._ends, end)
+        if first > last or last == len(self._ends) or self._starts[first] != start or self._ends[last] != end:
+            return None
+        if self._joined[last] != self._joined[first]:
+            return None
+        return self.base + self._tokens[last + 1] - self._tokens[first]
 
 
 #: Characters Python's str.split() splits at but BERT's normalizer deletes (so the words
 #: around them join): vertical tab, form feed, the information separators, NEL.
 _JOINERS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
+#: Whitespace with a character in it that separates pieces (any but the joiners). The
+#: joiners before it match one way only, so a long run costs no backtracking.
+_SEPARATING_GAP = re.compile("[\x0b\x0c\x1c-\x1f\x85]*[^\\S\x0b\x0c\x1c-\x1f\x85]\\s*")
 #: Pieces up to this length are remembered (words, numbers); longer ones are counted each time.
 _CACHED_PIECE_CHARS = 64
 #: Remembered pieces (a few tens of MB); past it the memory starts again empty.
 _PIECE_CACHE_SIZE = 1 << 18
+
+
+def _separates(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] is whitespace with a separator in it: no word runs across it."""
+    return _SEPARATING_GAP.fullmatch(text, start, end) is not None
 
 
 def _pieces(text: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import pytest
@@ -13,7 +12,7 @@ from indexer.catalog import default_catalog
 from indexer.chunking import ChunkingConfig, chunk_document, fits
 from indexer.errors import ChunkingError, ConfigError
 from indexer.models import Chunk, Document, make_chunk_id
-from indexer.tokens import TokenCounter, counter_for
+from indexer.tokens import SpanCounts, TokenCounter, counter_for
 
 WORDPIECE = counter_for(default_catalog().get("local/all-MiniLM-L6-v2"))
 GEMMA = counter_for(default_catalog().get("BAAI/bge-multilingual-gemma2"))
@@ -142,6 +141,33 @@ def test_any_unicode_at_any_small_limit(text: str, max_tokens: int) -> None:
 # -- long single lines ----------------------------------------------------------------
 
 
+class CountingCounter:
+    """Wraps a counter and records what it is asked to count: calls and characters."""
+
+    def __init__(self, inner: TokenCounter) -> None:
+        self.inner = inner
+        self.name, self.exact = inner.name, inner.exact
+        self.calls = 0
+        self.characters = 0
+        self.longest = 0
+
+    def _record(self, lengths: list[int]) -> None:
+        self.calls += 1
+        self.characters += sum(lengths)
+        self.longest = max([self.longest, *lengths])
+
+    def count(self, text: str) -> int:
+        return self.count_many([text])[0]
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        self._record([len(t) for t in texts])
+        return self.inner.count_many(texts)
+
+    def span_counts(self, text: str, spans: Sequence[tuple[int, int]]) -> SpanCounts:
+        self._record([b - a for a, b in spans])
+        return WORDPIECE.span_counts(text, spans)  # type: ignore[attr-defined]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "text",
@@ -155,13 +181,16 @@ def test_any_unicode_at_any_small_limit(text: str, max_tokens: int) -> None:
 def test_one_megabyte_line(text: str) -> None:
     doc = Document(id="big", text=text, title="Big")
     config = ChunkingConfig(256)
-    # CPU time, not wall time: other jobs share the machine. About 1 s here; a
-    # quadratic cut would take minutes.
-    started = time.process_time()
-    chunks = chunk_document(doc, WORDPIECE, config)
-    elapsed = time.process_time() - started
+    counter = CountingCounter(WORDPIECE)
+    chunks = chunk_document(doc, counter, config)
     check_chunks(doc, WORDPIECE, config, chunks)
-    assert elapsed < 5, f"{elapsed:.1f}s of CPU for a 1 MB line"
+    # Linear work, whatever the text: no count looks at more than a chunk's character cap
+    # (32 per token) plus the header, a handful of counts find each cut, and all of them
+    # together read the text a few times at most. A quadratic search would count the
+    # growing prefix again and again.
+    assert counter.longest <= 32 * config.max_tokens + len("Big\n\n")
+    assert counter.calls <= 4 * len(chunks) + 8
+    assert counter.characters <= 4 * len(text)
 
 
 # -- structure ------------------------------------------------------------------------

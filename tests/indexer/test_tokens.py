@@ -76,3 +76,52 @@ def test_estimates_are_the_same_one_by_one_and_in_threaded_batches(family: str, 
     assert counter.count_many(many) == [counter.count(t) for t in many]
     encoding = load_cl100k()
     assert all(n >= len(encoding.encode_ordinary(t)) for n, t in zip(one_by_one, texts))
+
+
+# -- span counts: chunk counts added up from sentence counts --------------------------
+
+
+@st.composite
+def _texts_with_spans(draw: st.DrawFn) -> tuple[str, list[tuple[int, int]]]:
+    """A text of pieces joined by gaps of any whitespace (or none), and the pieces' spans."""
+    pieces = draw(st.lists(_TEXTS.filter(lambda t: t != "" and not t[0].isspace() and not t[-1].isspace()),
+                           min_size=1, max_size=8))
+    gaps = draw(st.lists(st.sampled_from(["", " ", "\n\n", "\x1c", " \x85 ", "\u3000", "\x0b\t", "\r\n"]),
+                         min_size=len(pieces) - 1, max_size=len(pieces) - 1))
+    text, spans = draw(st.sampled_from(["", " ", "\x1c"])), []
+    for piece, gap in zip(pieces, [*gaps, ""]):
+        spans.append((len(text), len(text) + len(piece)))
+        text += piece + gap
+    return text, spans
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=_texts_with_spans(), data=st.data())
+def test_span_counts_equal_real_counts_wherever_they_answer(
+    case: tuple[str, list[tuple[int, int]]], data: st.DataObject
+) -> None:
+    text, spans = case
+    counter = WordPieceCounter()
+    table = counter.span_counts(text, spans)
+    for first in range(len(spans)):
+        for last in range(first, len(spans)):
+            start, end = spans[first][0], spans[last][1]
+            derived = table.count(start, end)
+            gaps = [text[a:b] for (_, a), (b, _) in zip(spans[first:last], spans[first + 1 : last + 1])]
+            if all(" " in gap or "\n" in gap or "\u3000" in gap for gap in gaps):
+                # Separating whitespace between every two: the sum must be there, and right.
+                assert derived == _encoded(text[start:end])
+            else:
+                assert derived is None or derived == _encoded(text[start:end])
+    # Anywhere else it answers None or the truth.
+    start = data.draw(st.integers(0, len(text)))
+    end = data.draw(st.integers(start, len(text)))
+    assert table.count(start, end) in (None, _encoded(text[start:end]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(header=_TEXTS.filter(bool), text=_TEXTS)
+def test_a_header_adds_its_own_count(header: str, text: str) -> None:
+    # What the chunker relies on to count `header + "\n\n" + text` from the text's count.
+    counter = WordPieceCounter()
+    assert _encoded(f"{header}\n\n{text}") == _encoded(f"{header}\n\n") + counter.count(text) - counter.base
