@@ -120,7 +120,9 @@ def chunk_document(
     text = doc.text
     if _NON_SPACE.search(text) is None:
         return []
-    if _SURROGATE.search(text) or _SURROGATE.search(doc.title):
+    # ASCII text (the common case) holds none, and isascii() reads a flag instead of scanning.
+    in_text = not text.isascii() and _SURROGATE.search(text) is not None
+    if in_text or _SURROGATE.search(doc.title):
         raise ChunkingError(f"document {doc.id!r}: text or title contains an unpaired surrogate")
     cutter = _Cutter(doc, counter, config)
     spans: list[tuple[int, int, int, _Header]] = []

@@ -205,7 +205,8 @@ class SpanCounts:
 
 #: Characters Python's str.split() splits at but BERT's normalizer deletes (so the words
 #: around them join): vertical tab, form feed, the information separators, NEL.
-_JOINERS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
+_JOINER_CHARS = "\x0b\x0c\x1c\x1d\x1e\x1f\x85"
+_JOINERS = re.compile(f"[{_JOINER_CHARS}]")
 #: Whitespace with a character in it that separates pieces (any but the joiners). The
 #: joiners before it match one way only, so a long run costs no backtracking.
 _SEPARATING_GAP = re.compile("[\x0b\x0c\x1c-\x1f\x85]*[^\\S\x0b\x0c\x1c-\x1f\x85]\\s*")
@@ -222,7 +223,8 @@ def _separates(text: str, start: int, end: int) -> bool:
 
 def _pieces(text: str) -> list[str]:
     """The whitespace-separated pieces of `text` as BERT's pre-tokenizer separates them."""
-    if _JOINERS.search(text) is not None:
+    # Seven single-character scans are several times cheaper than one regex scan.
+    if any(map(text.__contains__, _JOINER_CHARS)):
         text = _JOINERS.sub("", text)
     return text.split()
 
