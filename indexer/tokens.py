@@ -162,7 +162,7 @@ class WordPieceCounter:
         if not unknown:
             return known
         long: dict[str, int] = {}
-        for piece, encoding in zip(unknown, self._tokenizer.encode_batch_fast(unknown, add_special_tokens=False)):
+        for piece, encoding in zip(unknown, self._tokenizer.encode_batch(unknown, add_special_tokens=False)):
             (known if len(piece) <= _CACHED_PIECE_CHARS else long)[piece] = len(encoding.ids)
         return ChainMap(long, known) if long else known
 
