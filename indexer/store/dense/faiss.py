@@ -12,6 +12,14 @@ vectors). Large ones go through the IVF index for candidates, which are then
 rescored exactly from the mapped vectors, so scores are exact inner products and
 the approximation only decides which rows are looked at. Deleted rows are masked
 out before the top k is taken, so a deleted chunk is never returned.
+
+Why IVF with 8-bit codes and not HNSW: measured with bench/ann_compare.py
+(docs/benchmarks.md, "Dense index choice"), HNSW is as fast on real MiniLM vectors
+but misses most neighbours on clustered vectors (recall@10 0.56 at 100k rows on
+the Gaussian mixture, efSearch 256), while IVF reaches 0.99 on both; the 8-bit
+codes keep a reader's memory at a quarter of the vectors. How many cells a query
+visits is decided when a segment is opened (`_probes_for`), not stored with it,
+so segments written under an older rule follow the current one.
 """
 
 from __future__ import annotations
@@ -47,9 +55,15 @@ def _lists_for(rows: int) -> int:
     return max(16, int(4 * math.sqrt(rows)))
 
 
-def _probes_for(lists: int) -> int:
-    """Cells visited per query; measured in bench/scale.py to keep recall@10 >= 0.95."""
-    return max(8, lists // 16)
+def _probes_for(lists: int, rows: int) -> int:
+    """Cells visited per query: a share of the cells that shrinks as the segment grows.
+
+    Measured with bench/ann_compare.py for recall@10 >= 0.95 with a margin: real MiniLM
+    vectors (SciFact) need about 16 % of the cells at 10k rows, the Gaussian mixture 5 % at
+    100k and 3 % at 1M; so 16 / sqrt(rows) of the cells, and never fewer than 1 in 32.
+    """
+    share = max(1 / 32, 16 / math.sqrt(max(rows, 1)))
+    return max(1, min(lists, math.ceil(share * lists)))
 
 
 def _build_ann(vectors: np.ndarray) -> Any:
@@ -64,7 +78,7 @@ def _build_ann(vectors: np.ndarray) -> Any:
     index.train(np.ascontiguousarray(vectors[picked], dtype=np.float32))
     for start in range(0, rows, _COPY_ROWS):
         index.add(np.ascontiguousarray(vectors[start : start + _COPY_ROWS], dtype=np.float32))
-    index.nprobe = _probes_for(lists)
+    index.nprobe = _probes_for(lists, rows)
     return index
 
 
@@ -198,6 +212,7 @@ class _Segment:
                 self.ann = faiss.read_index(str(where / "ann.faiss"))
             except RuntimeError as exc:
                 raise CorruptIndexError(f"{where}: unreadable FAISS index: {str(exc).splitlines()[-1]}") from exc
+            self.ann.nprobe = _probes_for(int(self.ann.nlist), int(self.ann.ntotal))
         self.dead: np.ndarray | None = None
         if len(dead):
             mask = np.isin(self.ids, dead)
