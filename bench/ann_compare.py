@@ -28,10 +28,11 @@ as serving runs; the latency is of the Python call, rescoring included):
     ivf-flat   IndexIVFFlat, same cells, no rescoring needed
     hnsw16/32  IndexHNSWFlat, M 16 / 32, efConstruction 40, by efSearch
     hnsw-sq8   IndexHNSWSQ (8-bit), M 32, candidates rescored exactly from the float32 vectors
-    ivf-pq     IndexIVFPQ (48 x 8 bits), candidates rescored exactly (opt-in: slow to train)
+    ivf-pq     IndexIVFPQ (48 x 8 bits), candidates rescored exactly (opt-in, not in the default list)
 
-Sizes are the bytes each needs on disk beyond nothing (iorag's own figure includes vectors.npy, which
-every variant that rescores needs too); "RAM" is what a reader loads (index file, not the mapped vectors).
+"disk" is what a segment keeps (vectors.npy counts for iorag and for every variant that rescores);
+"RAM" is the index file a reader loads (the float32 vectors stay memory-mapped). Results and the choice
+they led to: docs/benchmarks.md, "Dense index choice".
 """
 
 from __future__ import annotations
