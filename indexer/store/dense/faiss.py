@@ -14,10 +14,11 @@ the approximation only decides which rows are looked at. Deleted rows are masked
 out before the top k is taken, so a deleted chunk is never returned.
 
 Why IVF with 8-bit codes and not HNSW: measured with bench/ann_compare.py
-(docs/benchmarks.md, "Dense index choice"), HNSW is as fast on real MiniLM vectors
-but misses most neighbours on clustered vectors (recall@10 0.56 at 100k rows on
-the Gaussian mixture, efSearch 256), while IVF reaches 0.99 on both; the 8-bit
-codes keep a reader's memory at a quarter of the vectors. How many cells a query
+(docs/benchmarks.md, "Dense index choice"), HNSW matches IVF on SciFact's real
+MiniLM vectors but missed many neighbours at efSearch 256 where IVF reached 0.99:
+recall@10 0.56 on bench/scale.py's Gaussian mixture at 100k rows, 0.82 on 1M
+vectors drawn around SciFact's; it also built slower at 1M. The 8-bit codes keep
+a reader's memory at a quarter of the vectors. How many cells a query
 visits is decided when a segment is opened (`_probes_for`), not stored with it,
 so segments written under an older rule follow the current one.
 """
