@@ -49,6 +49,10 @@ ANN_MIN_ROWS = 20_000
 RERANK_FACTOR = 8
 #: Rows copied at a time when merging (bounds memory whatever the index size).
 _COPY_ROWS = 65_536
+#: Map the IVF index's codes from the file instead of reading them (faiss >= 1.9): opening a
+#: million-row segment takes 0.02 s instead of 0.1 to 1.2 s (warm to cold page cache), the pages
+#: are shared between server processes, and a search costs about 0.2 ms more.
+_READ_FLAGS = getattr(faiss, "IO_FLAG_MMAP_IFC", 0)
 
 
 def _lists_for(rows: int) -> int:
@@ -210,7 +214,7 @@ class _Segment:
         self.ann: Any = None
         if entry.get("ann"):
             try:
-                self.ann = faiss.read_index(str(where / "ann.faiss"))
+                self.ann = faiss.read_index(str(where / "ann.faiss"), _READ_FLAGS)
             except RuntimeError as exc:
                 raise CorruptIndexError(f"{where}: unreadable FAISS index: {str(exc).splitlines()[-1]}") from exc
             self.ann.nprobe = _probes_for(int(self.ann.nlist), int(self.ann.ntotal))
