@@ -51,3 +51,18 @@ def test_the_share_of_cells_visited_shrinks_with_size_but_never_below_one_in_32(
     assert probes >= 64
     smaller = dense_faiss._lists_for(rows // 10)
     assert probes / lists <= dense_faiss._probes_for(smaller, rows // 10) / smaller
+
+
+def test_in_a_large_index_a_mid_sized_write_gets_an_approximate_index(tmp_path: Path) -> None:
+    """A small index stays exact; once the index is large, a write of a few thousand rows is not
+    scanned exactly by every query."""
+    backend = dense_faiss.FaissBackend(ann_min_rows=6_000)
+    vectors = np.random.default_rng(3).standard_normal((9_000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    entry = backend.create(tmp_path, "s", 16)
+    small = backend.add(tmp_path, entry, [], "a", np.arange(3_000), vectors[:3_000])
+    assert [s["ann"] for s in small] == [False]  # the whole index is under 6,000 rows: exact
+    large = backend.add(tmp_path, entry, small, "b", np.arange(3_000, 6_000), vectors[3_000:6_000])
+    assert [s["ann"] for s in large] == [False, True]  # 6,000 rows in all: a 3,000-row write gets IVF
+    tiny = backend.add(tmp_path, entry, large, "c", np.arange(6_000, 6_100), vectors[6_000:6_100])
+    assert tiny[-1]["ann"] is False  # under ANN_MIN_ROWS_IN_LARGE: scanning it costs little
