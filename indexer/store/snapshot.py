@@ -240,17 +240,16 @@ class Snapshot:
             self.close()
             raise CorruptIndexError(f"{db}: unreadable: {exc}") from exc
         self.dead_rows = len(dead)
+        self._dead = dead
+        self._closed = False
         self._backend = make_backend(manifest.dense, milvus_token=milvus_token)
-        try:
-            # Mapping the postings reads no chunk, so even writers that skip the vectors get lexical search.
-            self._postings = Postings(self.path, manifest.lexical, dead)
-        except BaseException:
-            self.close()
-            raise
         if not dense:
+            # Writers that only look documents up open the postings if they search, not before:
+            # masking tombstones costs a pass over every row id.
             self._backend.verify(self.path, manifest.segments)
             return
         try:
+            self._postings = Postings(self.path, manifest.lexical, dead)
             self._index = self._backend.open(self.path, manifest.dense, manifest.segments, manifest.dims, dead)
             if self._index.dims != manifest.dims:
                 raise CorruptIndexError(
@@ -468,10 +467,12 @@ class Snapshot:
         return self._terms
 
     def _opened_postings(self) -> Postings:
-        postings = self._postings
-        if postings is None:
-            raise StoreError(f"{self.path}: snapshot is closed or opened without its search indexes")
-        return postings
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"{self.path}: snapshot is closed")
+            if self._postings is None:
+                self._postings = Postings(self.path, self.manifest.lexical, self._dead)
+            return self._postings
 
     def lexical(self) -> LexicalView:
         """The lexical index of this generation, searched by query text."""
@@ -488,6 +489,7 @@ class Snapshot:
             self._index.close()
             self._index = None
         self._postings = None
+        self._closed = True
 
     def __enter__(self) -> Snapshot:
         return self

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.errors import CorruptIndexError
+from indexer.errors import CorruptIndexError, StoreError
 from indexer.lexical import BM25_B, BM25_K1
 from indexer.store import postings
 from indexer.store.postings import Postings, merge_segments, write_segment
@@ -126,3 +126,21 @@ def test_a_damaged_file_is_named(tmp_path: Path) -> None:
     path.unlink()
     with pytest.raises(CorruptIndexError, match="unreadable lexical segment"):
         Postings(tmp_path, [entry], np.zeros(0, np.int64))
+
+
+def test_a_snapshot_opened_without_vectors_maps_its_postings_when_it_searches(tmp_path: Path) -> None:
+    from indexer.store import IndexDirectory
+
+    from .test_generations import clustered, one_doc
+    from .test_store import publish
+
+    vectors = clustered(30, 16, clusters=3, seed=5)
+    records, chunks, _ = zip(*[one_doc(i, vectors) for i in range(30)])
+    directory = IndexDirectory(tmp_path)
+    publish(directory, list(records), list(chunks), vectors)
+    with directory.open_current(dense=False) as snapshot:
+        assert snapshot._postings is None  # a writer's lookups never pay for masking tombstones
+        hits = snapshot.lexical().search("topic5", 10)
+        assert {h.chunk.chunk_id for h in hits} == {f"c{i}" for i in range(30) if i % 13 == 5}
+    with pytest.raises(StoreError, match="closed"):
+        snapshot.lexical().search("topic5", 10)
