@@ -221,11 +221,13 @@ def step_serve(index_dir: Path) -> dict[str, Any]:
 def step_write(index_dir: Path, chunks: int) -> dict[str, Any]:
     indexer = _indexer(index_dir)
     timings: dict[str, list[float]] = {"add": [], "edit": [], "delete": []}
+    # Ids and versions new to this index, so the step can run again on it.
+    fresh = json.loads((index_dir / "CURRENT").read_text())["generation"] * 10
     for n in range(5):
-        new = chunks + 1_000_000 + n
+        new = chunks + 1_000_000 + fresh + n
         for name, call in (
             ("add", lambda: indexer.add_documents(_documents(new, new + 1))),
-            ("edit", lambda: indexer.add_documents(_documents(n * 7, n * 7 + 1, version=1 + n))),
+            ("edit", lambda: indexer.add_documents(_documents(n * 7, n * 7 + 1, version=1 + fresh + n))),
             ("delete", lambda: indexer.delete_documents([f"doc-{new:07d}"])),
         ):
             t = time.perf_counter()
