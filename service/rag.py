@@ -389,10 +389,13 @@ class RagService:
     # -- writing ---------------------------------------------------------------
 
     def _indexer(self) -> Indexer:
-        current = self.directory.current_version()
-        embedder = None
-        if current is not None and self._retriever is not None and self._snapshot_id == current:
-            embedder = self._retriever.embedder
+        # Writes embed with the service's embedder whenever the index uses its model, even when
+        # the retriever is behind (back-to-back writes): one given to RagService may be the only
+        # way to embed with that model, and a new one would load or connect all over again.
+        manifest = self.directory.current_manifest()
+        embedder = self._embedder
+        if embedder is None or manifest is None or manifest.embedding_model != embedder.model.id:
+            embedder = None
         return build_indexer(self.settings, embedder=embedder, catalog=self.catalog, holder=SERVER_HOLDER)
 
     async def aadd_documents(self, documents: Sequence[Document], *, replace_files: bool = True) -> IndexReport:

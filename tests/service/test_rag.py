@@ -10,7 +10,7 @@ import pytest
 from indexer import Document, IndexNotFoundError, Indexer
 from service import QueryError, RagService, Settings
 
-from ..conftest import ROOT
+from ..conftest import ROOT, HashEmbedder
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,24 @@ def test_async_ask_and_a_document_round_trip(tmp_path: Path, index_dir: Path) ->
             assert await rag.asearch("green tea") == []
 
     asyncio.run(run())
+
+
+def test_back_to_back_writes_embed_with_the_services_own_embedder(tmp_path: Path) -> None:
+    # No search in between, so the service's retriever is a generation behind at the second write:
+    # the model only this embedder knows must still embed it (the catalog has never heard of it).
+    embedder = HashEmbedder(model_id="custom/only-here")
+    Indexer(tmp_path / "idx", embedder=embedder).add_documents([Document(id="a", text="Alpha beta gamma.")])
+
+    async def run() -> None:
+        async with RagService(Settings(index_dir=tmp_path / "idx"), embedder=embedder) as rag:
+            assert [h.chunk.doc_id for h in await rag.asearch("alpha", 1)] == ["a"]
+            for doc_id, text in (("b", "Delta epsilon."), ("c", "Zeta eta theta.")):
+                report = await rag.aadd_documents([Document(id=doc_id, text=text)])
+                assert report.added == 1
+            assert [h.chunk.doc_id for h in await rag.asearch("zeta eta theta", 1)] == ["c"]
+
+    asyncio.run(run())
+    assert "Zeta eta theta." in embedder.embedded
 
 
 def test_empty_question_is_a_query_error(index_dir: Path) -> None:
