@@ -419,8 +419,9 @@ class RagService:
     def _refuse_file_ids(self, doc_ids: Sequence[str]) -> None:
         if not self.directory.exists():
             return
-        with self.directory.open_current() as snapshot:
-            records = snapshot.documents()
+        # The listing of these ids alone: no vectors, no texts (a write must not cost the index's size).
+        with self.directory.open_current(dense=False) as snapshot:
+            records = snapshot.entries(doc_ids)
         # `iorag index` records the file's absolute path; HTTP adds say "api" and uploads their bare name.
         taken = [i for i in doc_ids if i in records and Path(records[i].source).is_absolute()]
         if taken:
