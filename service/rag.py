@@ -130,13 +130,16 @@ class RagService:
     async def _load(self) -> None:
         snapshot = await asyncio.to_thread(self.directory.open_current)
         embedder = self._embedder_for(snapshot.manifest.embedding_model)
-        retriever = await asyncio.to_thread(Retriever, snapshot, embedder)
+        previous = self._retriever
+        # Query vectors outlive a generation (each write publishes one): keep them for the same embedder.
+        vectors = previous.query_vectors if previous is not None and previous.embedder is embedder else None
+        retriever = await asyncio.to_thread(partial(Retriever, snapshot, embedder, query_vectors=vectors))
         # Keep the previous snapshot open one more round: searches may still be using it.
         if self._retired is not None:
             self._retired.close()
-        if self._retriever is not None:
-            self._cache_base["hits"] += self._retriever.cache_hits
-            self._cache_base["misses"] += self._retriever.cache_misses
+        if previous is not None:
+            self._cache_base["hits"] += previous.cache_hits
+            self._cache_base["misses"] += previous.cache_misses
         self._retired = self._retriever.snapshot if self._retriever else None
         self._retriever = retriever
         self._snapshot_id = snapshot.manifest.version

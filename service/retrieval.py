@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Generic, Literal, Sequence, TypeVar
 
 import numpy as np
 
@@ -15,6 +15,8 @@ from indexer.text import normalize_query
 
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
+K = TypeVar("K")
+V = TypeVar("V")
 
 #: The usual RRF constant: damps the head so one list cannot dominate.
 RRF_K = 60
@@ -111,34 +113,80 @@ def score_fusion(dense: Sequence[ScoredChunk], lexical: Sequence[ScoredChunk], k
     return [ScoredChunk(chunks[cid], score) for cid, score in fused[:k]]
 
 
-#: Query vectors kept per retriever: a repeated question costs no embedding call.
+#: Query vectors kept: a repeated question costs no embedding call.
 QUERY_CACHE_SIZE = 1024
+#: Result lists kept per retriever: a repeated search costs no search (exact: one retriever, one generation).
+RESULT_CACHE_SIZE = 512
+#: Longer result lists are not kept: the cache is for the repeated questions of a search box, not for deep pages.
+RESULT_CACHE_MAX_K = 100
+
+
+class LruCache(Generic[K, V]):
+    """A bounded mapping that forgets the least recently used entry; counts its hits and misses."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        if self.size < 1:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class Retriever:
-    """Searches one snapshot; built once per snapshot (the BM25 index is built here)."""
+    """Searches one snapshot, with a cache of its results (they hold only for this generation)."""
 
-    def __init__(self, snapshot: Snapshot, embedder: Embedder, *, query_cache_size: int = QUERY_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        embedder: Embedder,
+        *,
+        query_cache_size: int = QUERY_CACHE_SIZE,
+        result_cache_size: int = RESULT_CACHE_SIZE,
+        query_vectors: LruCache[str, np.ndarray] | None = None,
+    ) -> None:
+        """Args:
+            query_vectors: a query-vector cache to share, e.g. the one of the retriever this one
+                replaces, when both embed with the same embedder (vectors do not depend on the index).
+        """
         self.snapshot = snapshot
         self.embedder = embedder
         self.lexical = snapshot.lexical()
-        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._query_cache_size = query_cache_size
+        self.query_vectors: LruCache[str, np.ndarray] = (
+            query_vectors if query_vectors is not None else LruCache(query_cache_size)
+        )
+        self._results: LruCache[tuple[str, int, str], tuple[ScoredChunk, ...]] = LruCache(result_cache_size)
+        #: Queries served without an embedding call (the vector or the results were cached), and with one.
         self.cache_hits = 0
         self.cache_misses = 0
 
     async def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding, from a small LRU cache when it was asked before."""
-        vector = self._query_vectors.get(query)
+        vector = self.query_vectors.get(query)
         if vector is None:
             self.cache_misses += 1
             vector = await self.embedder.embed_query(query)
-            self._query_vectors[query] = vector
-            if len(self._query_vectors) > self._query_cache_size:
-                self._query_vectors.popitem(last=False)
+            self.query_vectors.put(query, vector)
         else:
             self.cache_hits += 1
-            self._query_vectors.move_to_end(query)
         return vector
 
     async def search(self, query: str, k: int, mode: Mode = "hybrid") -> list[ScoredChunk]:
@@ -146,6 +194,18 @@ class Retriever:
         query = normalize_query(query)
         if k < 1 or not len(self.lexical) or not query:
             return []
+        key = (query, k, mode)
+        cached = self._results.get(key) if k <= RESULT_CACHE_MAX_K else None
+        if cached is not None:
+            if mode != "lexical":
+                self.cache_hits += 1
+            return list(cached)
+        hits = await self._search(query, k, mode)
+        if k <= RESULT_CACHE_MAX_K:
+            self._results.put(key, tuple(hits))
+        return hits
+
+    async def _search(self, query: str, k: int, mode: Mode) -> list[ScoredChunk]:
         if mode == "lexical":
             return self.lexical.search(query, k)
         depth = k if mode == "dense" else max(k, MIN_CANDIDATES)

@@ -143,7 +143,8 @@ class _IndexCollector(Collector):
                 continue
             chunks.add_metric([name], info.chunks)
             documents.add_metric([name], info.documents)
-        hits = CounterMetricFamily("iorag_query_cache_hits", "Query vectors found in the cache.", labels=["collection"])
+        hits = CounterMetricFamily("iorag_query_cache_hits", "Queries served without embedding them (their vector "
+                                   "or their results were cached).", labels=["collection"])
         misses = CounterMetricFamily("iorag_query_cache_misses", "Query vectors embedded (not cached).",
                                      labels=["collection"])
         for name, service in self.collections.opened().items():

@@ -39,7 +39,7 @@ def test_a_repeated_query_is_embedded_once(tmp_path) -> None:
 
     async def run() -> None:
         with IndexDirectory(tmp_path / "idx").open_current() as snapshot:
-            retriever = Retriever(snapshot, embedder, query_cache_size=2)
+            retriever = Retriever(snapshot, embedder, query_cache_size=2, result_cache_size=0)
             for query in ["alpha", "alpha", "beta", "alpha", "gamma", "beta"]:
                 for mode in ("dense", "hybrid"):
                     assert await retriever.search(query, 1, mode)
@@ -47,3 +47,40 @@ def test_a_repeated_query_is_embedded_once(tmp_path) -> None:
     asyncio.run(run())
     # alpha, beta, gamma, then beta again: it fell out when gamma came in (cache of 2).
     assert embedder.queries == ["alpha", "beta", "gamma", "beta"]
+
+
+def test_repeated_searches_are_answered_from_the_generations_own_results(tmp_path) -> None:
+    import asyncio
+
+    from indexer import Document, IndexDirectory, Indexer
+    from service.retrieval import Retriever
+
+    from ..conftest import HashEmbedder
+
+    embedder = HashEmbedder()
+    indexer = Indexer(tmp_path / "idx", embedder=embedder)
+    indexer.add_documents([Document(id="a", text="Alpha beta gamma."), Document(id="b", text="Delta beta.")])
+
+    async def run() -> None:
+        with IndexDirectory(tmp_path / "idx").open_current() as snapshot:
+            retriever = Retriever(snapshot, embedder)
+            first = await retriever.search("beta", 2, "hybrid")
+            # Searching again reads nothing: the snapshot could even be gone.
+            snapshot.close()
+            again = await retriever.search("  beta ", 2, "hybrid")
+            assert again == first and again is not first
+            assert [h.chunk.doc_id for h in await retriever.search("beta", 2, "hybrid")] == [h.chunk.doc_id for h in first]
+            again.clear()  # a caller's list is its own
+            assert len(await retriever.search("beta", 2, "hybrid")) == 2
+            assert retriever.cache_hits >= 2 and embedder.queries == ["beta"]
+            vectors = retriever.query_vectors
+        await indexer.aadd_documents([Document(id="c", text="Beta beta beta.")])
+        # The next generation has its own results, and shares the query vectors.
+        with IndexDirectory(tmp_path / "idx").open_current() as snapshot:
+            retriever = Retriever(snapshot, embedder, query_vectors=vectors)
+            hits = await retriever.search("beta", 3, "hybrid")
+            assert "c" in [h.chunk.doc_id for h in hits]
+            assert embedder.queries == ["beta"]
+        await indexer.aclose()
+
+    asyncio.run(run())
