@@ -35,7 +35,7 @@ from indexer.errors import (
 from indexer.models import Document, ScoredChunk
 from indexer.pipeline import Indexer, IndexReport
 from indexer.sources import SourceProblem, read_uploads
-from indexer.store import DocumentSummary, IndexDirectory, Snapshot
+from indexer.store import DocumentSummary, IndexDirectory
 from indexer.tokens import counter_for
 from indexer.sync_calls import refuse_inside_event_loop
 
@@ -84,7 +84,7 @@ class RagService:
         self.directory = IndexDirectory(self.settings.index_path, milvus_token=self.settings.milvus_secret())
         self._embedder = embedder
         self._retriever: Retriever | None = None
-        self._retired: Snapshot | None = None
+        self._retired: Retriever | None = None
         self._snapshot_id: str | None = None
         self._checked_at = 0.0
         self._reload_lock = asyncio.Lock()
@@ -112,8 +112,17 @@ class RagService:
             IndexNotFoundError: nothing indexed yet.
         """
         now = time.monotonic()
-        if self._retriever is not None and now - self._checked_at < self.settings.reload_interval:
+        if self._retriever is not None and (
+            now - self._checked_at < self.settings.reload_interval or self._reload_lock.locked()
+        ):
+            # While a newer generation is being opened, the current one keeps answering.
             return self._retriever
+        await self._reload()
+        assert self._retriever is not None
+        return self._retriever
+
+    async def _reload(self) -> None:
+        """Switch to the published generation if it is not the one loaded."""
         async with self._reload_lock:
             self._checked_at = time.monotonic()
             current_id = self.directory.current_version()
@@ -124,8 +133,6 @@ class RagService:
                 )
             if self._retriever is None or current_id != self._snapshot_id:
                 await self._load()
-        assert self._retriever is not None
-        return self._retriever
 
     async def _load(self) -> None:
         snapshot = await asyncio.to_thread(self.directory.open_current)
@@ -136,11 +143,11 @@ class RagService:
         retriever = await asyncio.to_thread(partial(Retriever, snapshot, embedder, query_vectors=vectors))
         # Keep the previous snapshot open one more round: searches may still be using it.
         if self._retired is not None:
-            self._retired.close()
+            self._retired.retire()
         if previous is not None:
             self._cache_base["hits"] += previous.cache_hits
             self._cache_base["misses"] += previous.cache_misses
-        self._retired = self._retriever.snapshot if self._retriever else None
+        self._retired = previous
         self._retriever = retriever
         self._snapshot_id = snapshot.manifest.version
 
@@ -466,7 +473,14 @@ class RagService:
                 report = await change(indexer)
             finally:
                 await indexer.aclose()
+        # Open what was published before answering, so the writer's next search sees it and no
+        # search waits for the opening: until it is open, the previous generation answers.
         self._checked_at = 0.0
+        try:
+            await self._reload()
+        except IoragError as exc:
+            log.warning("opening the index after a write failed (%s); the next search tries again", exc)
+            self._checked_at = 0.0
         return report
 
     # -- sync facade -------------------------------------------------------------
@@ -507,9 +521,9 @@ class RagService:
             self._answerer = None
         if self._embedder is not None:
             await self._embedder.aclose()
-        for snapshot in (self._retired, self._retriever.snapshot if self._retriever else None):
-            if snapshot is not None:
-                snapshot.close()
+        for retriever in (self._retired, self._retriever):
+            if retriever is not None:
+                retriever.snapshot.close()
         self._retriever = self._retired = None
 
     def close(self) -> None:

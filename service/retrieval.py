@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, Literal, Sequence, TypeVar
@@ -17,6 +18,8 @@ Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
 K = TypeVar("K")
 V = TypeVar("V")
+#: A search as the result cache knows it: (normalised query, k, mode).
+SearchKey = tuple[str, int, str]
 
 #: The usual RRF constant: damps the head so one list cannot dominate.
 RRF_K = 60
@@ -152,7 +155,13 @@ class LruCache(Generic[K, V]):
 
 
 class Retriever:
-    """Searches one snapshot, with a cache of its results (they hold only for this generation)."""
+    """Searches one snapshot, with a cache of its results (they hold only for this generation).
+
+    A search the cache cannot answer runs in a worker thread (the snapshot is
+    thread-safe), so the event loop keeps serving cached answers and other
+    requests meanwhile; concurrent requests for the same search share one run.
+    Everything else (caches, counters) is touched on the event loop only.
+    """
 
     def __init__(
         self,
@@ -173,7 +182,11 @@ class Retriever:
         self.query_vectors: LruCache[str, np.ndarray] = (
             query_vectors if query_vectors is not None else LruCache(query_cache_size)
         )
-        self._results: LruCache[tuple[str, int, str], tuple[ScoredChunk, ...]] = LruCache(result_cache_size)
+        self._results: LruCache[SearchKey, tuple[ScoredChunk, ...]] = LruCache(result_cache_size)
+        self._running: dict[SearchKey, asyncio.Future[list[ScoredChunk]]] = {}
+        #: Searches in worker threads now; a retired retriever closes its snapshot when none is left.
+        self._in_threads = 0
+        self._retired = False
         #: Queries served without an embedding call (the vector or the results were cached), and with one.
         self.cache_hits = 0
         self.cache_misses = 0
@@ -200,17 +213,40 @@ class Retriever:
             if mode != "lexical":
                 self.cache_hits += 1
             return list(cached)
-        hits = await self._search(query, k, mode)
+        running = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._search(key))
+            self._running[key] = running
+            running.add_done_callback(lambda _: self._running.pop(key, None))
+        # Shielded: a caller that goes away does not cancel the run others wait for.
+        return list(await asyncio.shield(running))
+
+    async def _search(self, key: SearchKey) -> list[ScoredChunk]:
+        query, k, mode = key
+        vector = None if mode == "lexical" else await self.query_vector(query)
+        self._in_threads += 1
+        try:
+            hits = await asyncio.to_thread(self._rank, query, k, mode, vector)
+        finally:
+            self._in_threads -= 1
+            if self._retired and not self._in_threads:
+                self.snapshot.close()
         if k <= RESULT_CACHE_MAX_K:
             self._results.put(key, tuple(hits))
         return hits
 
-    async def _search(self, query: str, k: int, mode: Mode) -> list[ScoredChunk]:
-        if mode == "lexical":
+    def _rank(self, query: str, k: int, mode: Mode, vector: np.ndarray | None) -> list[ScoredChunk]:
+        """The search itself (in a worker thread): no cache, no event loop."""
+        if vector is None:
             return self.lexical.search(query, k)
         depth = k if mode == "dense" else max(k, MIN_CANDIDATES)
-        vector = await self.query_vector(query)
         dense = self.snapshot.search(vector.reshape(1, -1), depth)[0]
         if mode == "dense":
             return dense
         return score_fusion(dense, self.lexical.search(query, depth), k, depth)
+
+    def retire(self) -> None:
+        """Close the snapshot once no search runs on it any more (from the event loop)."""
+        self._retired = True
+        if not self._in_threads:
+            self.snapshot.close()

@@ -84,3 +84,48 @@ def test_repeated_searches_are_answered_from_the_generations_own_results(tmp_pat
         await indexer.aclose()
 
     asyncio.run(run())
+
+
+def test_searches_run_off_the_event_loop_once_per_key_and_a_retired_snapshot_waits_for_them(tmp_path) -> None:
+    import asyncio
+    import threading
+
+    import pytest
+
+    from indexer import Document, IndexDirectory, Indexer
+    from indexer.errors import StoreError
+    from service.retrieval import Retriever
+
+    from ..conftest import HashEmbedder
+
+    embedder = HashEmbedder()
+    Indexer(tmp_path / "idx", embedder=embedder).add_documents([Document(id="a", text="Alpha beta gamma.")])
+    snapshot = IndexDirectory(tmp_path / "idx").open_current()
+    retriever = Retriever(snapshot, embedder)
+    release = threading.Event()
+    runs: list[str] = []
+    rank = retriever._rank
+
+    def slow_rank(query, k, mode, vector):  # type: ignore[no-untyped-def]
+        runs.append(threading.current_thread().name)
+        release.wait(10)
+        return rank(query, k, mode, vector)
+
+    retriever._rank = slow_rank  # type: ignore[method-assign]
+
+    async def run() -> None:
+        waiting = [asyncio.create_task(retriever.search("alpha", 1, "hybrid")) for _ in range(4)]
+        await asyncio.sleep(0.2)
+        # The loop is free while the search runs; retiring now must not pull the snapshot from under it.
+        retriever.retire()
+        assert len(runs) == 1 and runs[0] != threading.current_thread().name
+        release.set()
+        results = await asyncio.gather(*waiting)
+        assert all([h.chunk.doc_id for h in r] == ["a"] for r in results)
+        found.append(results[0][0].chunk.chunk_id)
+
+    found: list[str] = []
+    asyncio.run(run())
+    assert len(runs) == 1
+    with pytest.raises(StoreError, match="closed"):
+        snapshot.get_chunks(found)
