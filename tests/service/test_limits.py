@@ -166,6 +166,30 @@ def test_slow_request_headers_are_cut_off(index_dir: Path) -> None:
         thread.join(10)
 
 
+def test_connections_send_without_waiting_for_acks(index_dir: Path) -> None:
+    # A listening socket as `iorag serve` makes it (proto 0): asyncio leaves Nagle on for what it accepts.
+    settings = Settings(index_dir=index_dir)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(server_config(create_app(settings), settings, host="127.0.0.1", port=port, own_logging=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+            (connection,) = server.server_state.connections
+            accepted = connection.transport.get_extra_info("socket")
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+
+
 def test_models_and_completion_budget_are_limited_for_http_callers(index_dir: Path) -> None:
     settings = Settings(index_dir=index_dir, allowed_models="extractive,meta-llama/Llama-3.3-70B-Instruct",
                         max_completion_tokens=256)
