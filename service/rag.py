@@ -141,6 +141,12 @@ class RagService:
         # Query vectors outlive a generation (each write publishes one): keep them for the same embedder.
         vectors = previous.query_vectors if previous is not None and previous.embedder is embedder else None
         retriever = await asyncio.to_thread(partial(Retriever, snapshot, embedder, query_vectors=vectors))
+        if vectors is not None and previous is not None:
+            # Searches keep going to the previous generation while this one answers the repeated ones.
+            try:
+                await asyncio.to_thread(retriever.warm, previous.warm_plan())
+            except IoragError as exc:
+                log.warning("warming the new generation's search cache failed (%s)", exc)
         # Keep the previous snapshot open one more round: searches may still be using it.
         if self._retired is not None:
             self._retired.retire()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, Literal, Sequence, TypeVar
@@ -122,6 +123,10 @@ QUERY_CACHE_SIZE = 1024
 RESULT_CACHE_SIZE = 512
 #: Longer result lists are not kept: the cache is for the repeated questions of a search box, not for deep pages.
 RESULT_CACHE_MAX_K = 100
+#: Searches a new generation answers before it goes live: the latest ones that were asked again.
+WARM_SEARCHES = 64
+#: Most seconds a warm-up takes (it delays the write that published the generation).
+WARM_SECONDS = 1.0
 
 
 class LruCache(Generic[K, V]):
@@ -142,6 +147,10 @@ class LruCache(Generic[K, V]):
             self._items.move_to_end(key)
         return value
 
+    def peek(self, key: K) -> V | None:
+        """The value, if kept, without counting or refreshing it."""
+        return self._items.get(key)
+
     def put(self, key: K, value: V) -> None:
         if self.size < 1:
             return
@@ -160,7 +169,8 @@ class Retriever:
     A search the cache cannot answer runs in a worker thread (the snapshot is
     thread-safe), so the event loop keeps serving cached answers and other
     requests meanwhile; concurrent requests for the same search share one run.
-    Everything else (caches, counters) is touched on the event loop only.
+    Everything else (caches, counters) is touched on the event loop only, but
+    for `warm`, which runs before the retriever serves anyone.
     """
 
     def __init__(
@@ -184,6 +194,8 @@ class Retriever:
         )
         self._results: LruCache[SearchKey, tuple[ScoredChunk, ...]] = LruCache(result_cache_size)
         self._running: dict[SearchKey, asyncio.Future[list[ScoredChunk]]] = {}
+        #: Searches answered from the cache (asked again), latest last: what the next generation warms.
+        self._repeated: OrderedDict[SearchKey, None] = OrderedDict()
         #: Searches in worker threads now; a retired retriever closes its snapshot when none is left.
         self._in_threads = 0
         self._retired = False
@@ -212,6 +224,10 @@ class Retriever:
         if cached is not None:
             if mode != "lexical":
                 self.cache_hits += 1
+            self._repeated[key] = None
+            self._repeated.move_to_end(key)
+            if len(self._repeated) > WARM_SEARCHES:
+                self._repeated.popitem(last=False)
             return list(cached)
         running = self._running.get(key)
         if running is None:
@@ -244,6 +260,33 @@ class Retriever:
         if mode == "dense":
             return dense
         return score_fusion(dense, self.lexical.search(query, depth), k, depth)
+
+    def warm_plan(self) -> list[tuple[SearchKey, np.ndarray | None]]:
+        """The searches a successor should answer before it goes live: the latest repeated ones,
+        latest first, each with its cached query vector (None for lexical ones)."""
+        plan: list[tuple[SearchKey, np.ndarray | None]] = []
+        for key in reversed(self._repeated):
+            vector = None if key[2] == "lexical" else self.query_vectors.peek(key[0])
+            if vector is not None or key[2] == "lexical":
+                plan.append((key, vector))
+        return plan
+
+    def warm(self, plan: Sequence[tuple[SearchKey, np.ndarray | None]], seconds: float = WARM_SECONDS) -> int:
+        """Answer `plan`'s searches into the result cache, for at most `seconds`; how many were.
+
+        Call it in a worker thread before the retriever serves anyone: a write's
+        new generation then answers the searches in vogue at once, instead of
+        every one of them missing the cache right after the write.
+        """
+        deadline = time.monotonic() + seconds
+        done = 0
+        for (query, k, mode), vector in plan:
+            if time.monotonic() > deadline:
+                break
+            hits = self._rank(query, k, mode, vector)  # type: ignore[arg-type]
+            self._results.put((query, k, mode), tuple(hits))
+            done += 1
+        return done
 
     def retire(self) -> None:
         """Close the snapshot once no search runs on it any more (from the event loop)."""

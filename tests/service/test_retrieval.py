@@ -129,3 +129,38 @@ def test_searches_run_off_the_event_loop_once_per_key_and_a_retired_snapshot_wai
     assert len(runs) == 1
     with pytest.raises(StoreError, match="closed"):
         snapshot.get_chunks(found)
+
+
+def test_a_new_generation_is_warmed_with_the_searches_asked_again(tmp_path) -> None:
+    import asyncio
+
+    from indexer import Document, IndexDirectory, Indexer
+    from service.retrieval import Retriever
+
+    from ..conftest import HashEmbedder
+
+    embedder = HashEmbedder()
+    indexer = Indexer(tmp_path / "idx", embedder=embedder)
+    indexer.add_documents([Document(id="a", text="Alpha beta gamma."), Document(id="b", text="Delta beta.")])
+
+    async def run() -> None:
+        with IndexDirectory(tmp_path / "idx").open_current() as snapshot:
+            old = Retriever(snapshot, embedder)
+            for query in ("beta", "beta", "delta", "gamma", "gamma"):
+                await old.search(query, 2, "hybrid")
+            await old.search("alpha", 2, "lexical")
+            await old.search("alpha", 2, "lexical")
+            plan = old.warm_plan()
+            # Asked again, latest first; "delta" was asked once and is not worth it.
+            assert [key for key, _ in plan] == [("alpha", 2, "lexical"), ("gamma", 2, "hybrid"), ("beta", 2, "hybrid")]
+        await indexer.aadd_documents([Document(id="c", text="Beta beta beta.")])
+        snapshot = IndexDirectory(tmp_path / "idx").open_current()
+        new = Retriever(snapshot, embedder, query_vectors=old.query_vectors)
+        assert await asyncio.to_thread(new.warm, plan) == 3
+        snapshot.close()  # warmed answers need no snapshot, and are the new generation's
+        assert "c" in [h.chunk.doc_id for h in await new.search("beta", 2, "hybrid")]
+        assert await new.search("alpha", 2, "lexical")
+        assert new.warm(plan, seconds=-1) == 0
+        await indexer.aclose()
+
+    asyncio.run(run())
