@@ -15,9 +15,11 @@ Needs `wrk` (Debian: `apt-get install -y wrk`). What it does:
     search  wrk against POST /v1/search with a small set of repeated queries (32), per mode
             (hybrid, the default, and dense): requests/s and latency percentiles; then the
             first mode with queries that never repeat, which no cache answers
-    writes  the same while a client posts one small document at a time to
-            POST /v1/documents, continuously: search p99 with and without the
-            writes, and the writes/s achieved
+    writes  --rounds rounds of the first mode's repeated queries without writes, then
+            while a client posts one small document at a time to POST /v1/documents,
+            continuously: search p99 with and without the writes (medians over the
+            rounds, alternated so the machine's other load falls on both alike),
+            and the writes/s achieved
 
 The server runs with iorag's defaults: no keys (so loopback only), hence no rate
 limit (a keyless loopback server has none), and IORAG_MAX_CONCURRENCY 64, above
@@ -44,7 +46,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -270,6 +272,38 @@ def queries_file(folder: Path, mode: str, count: int = QUERIES) -> Path:
     return path
 
 
+def writes_rounds(load: Callable[..., dict[str, Any]], bodies: Path, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Rounds of the repeated queries without writes, then with a client writing one document at a
+    time; alternated, so that a change in the machine's other load falls on both sides alike."""
+    rounds = []
+    for n in range(args.rounds):
+        quiet = load(bodies, duration=args.duration)
+        writer = Writer(url)
+        writer.start()
+        time.sleep(1.0)
+        loaded = load(bodies, duration=args.duration)
+        writer.stopping.set()
+        writer.join()
+        loaded.update(writer.summary())
+        row = {"without": quiet, "with": loaded,
+               "p99_ratio": round(loaded["percentiles_ms"]["99"] / quiet["percentiles_ms"]["99"], 2)}
+        rounds.append(row)
+        print(f"round {n + 1}: {json.dumps(row)}", file=sys.stderr, flush=True)
+    writes = sum(r["with"]["writes"] for r in rounds)
+    return {
+        "rounds": rounds,
+        "p99_without_ms": round(statistics.median(r["without"]["percentiles_ms"]["99"] for r in rounds), 1),
+        "p99_with_ms": round(statistics.median(r["with"]["percentiles_ms"]["99"] for r in rounds), 1),
+        "p99_ratio_median": round(statistics.median(r["p99_ratio"] for r in rounds), 2),
+        "requests_per_s_with": statistics.median(r["with"]["requests_per_s"] for r in rounds),
+        "writes": writes,
+        "writes_per_s": round(statistics.median(r["with"]["writes_per_s"] for r in rounds), 2),
+        "write_p50_ms": statistics.median(r["with"]["write_p50_ms"] or 0 for r in rounds),
+        "failed_writes": sum(r["with"]["failed"] for r in rounds),
+        "non_2xx": sum(r["with"]["non_2xx"] + r["without"]["non_2xx"] for r in rounds),
+    }
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit(WRK_MISSING)
@@ -302,18 +336,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 # Every query new: what a search costs when no cache can answer it.
                 result[f"{mode}_distinct"] = load(queries_file(work, mode, DISTINCT), duration=args.duration)
                 print(f"{mode} distinct: {json.dumps(result[f'{mode}_distinct'])}", file=sys.stderr, flush=True)
-            # The repeated queries again while documents are written, one at a time.
-            writer = Writer(server.url)
-            writer.start()
-            time.sleep(1.0)
-            loaded = load(queries_file(work, mode), duration=args.duration)
-            writer.stopping.set()
-            writer.join()
-            loaded.update(writer.summary())
-            loaded["mode"] = mode
-            loaded["p99_ratio"] = round(loaded["percentiles_ms"]["99"] / result[mode]["percentiles_ms"]["99"], 2)
-            result["with_writes"] = loaded
-            print(f"{mode} with writes: {json.dumps(loaded)}", file=sys.stderr, flush=True)
+            if args.rounds > 0:
+                result["with_writes"] = writes_rounds(load, queries_file(work, mode), server.url, args)
+                result["with_writes"]["mode"] = mode
         finally:
             server.stop()
     finally:
@@ -331,6 +356,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk's threads")
     parser.add_argument("--modes", default="hybrid,dense", help="search modes; the first is also run with writes")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the first mode without, then with writes (median p99s reported)")
     parser.add_argument("--no-distinct", dest="distinct", action="store_false",
                         help="skip the run of the first mode with queries that never repeat")
     parser.add_argument("--json", type=Path, help="also write the results here")
