@@ -20,7 +20,7 @@ MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
 K = TypeVar("K")
 V = TypeVar("V")
 #: A search as the result cache knows it: (normalised query, k, mode).
-SearchKey = tuple[str, int, str]
+SearchKey = tuple[str, int, Mode]
 
 #: The usual RRF constant: damps the head so one list cannot dominate.
 RRF_K = 60
@@ -283,7 +283,7 @@ class Retriever:
         for (query, k, mode), vector in plan:
             if time.monotonic() > deadline:
                 break
-            hits = self._rank(query, k, mode, vector)  # type: ignore[arg-type]
+            hits = self._rank(query, k, mode, vector)
             self._results.put((query, k, mode), tuple(hits))
             done += 1
         return done
