@@ -119,8 +119,9 @@ def score_fusion(dense: Sequence[ScoredChunk], lexical: Sequence[ScoredChunk], k
 
 #: Query vectors kept: a repeated question costs no embedding call.
 QUERY_CACHE_SIZE = 1024
-#: Result lists kept per retriever: a repeated search costs no search (exact: one retriever, one generation).
-RESULT_CACHE_SIZE = 512
+#: Hits kept in result lists per retriever (1,024 lists of 8; ~12 MB of chunks at most): a repeated
+#: search costs no search (exact: one retriever serves one generation).
+RESULT_CACHE_HITS = 8192
 #: Longer result lists are not kept: the cache is for the repeated questions of a search box, not for deep pages.
 RESULT_CACHE_MAX_K = 100
 #: Searches a new generation answers before it goes live: the latest ones that were asked again.
@@ -130,34 +131,43 @@ WARM_SECONDS = 1.0
 
 
 class LruCache(Generic[K, V]):
-    """A bounded mapping that forgets the least recently used entry; counts its hits and misses."""
+    """A bounded mapping that forgets the least recently used entries; counts its hits and misses.
+
+    `size` bounds the sum of the entries' costs (1 each unless `put` says otherwise).
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._cost = 0
         self.hits = 0
         self.misses = 0
 
     def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is None:
+        entry = self._items.get(key)
+        if entry is None:
             self.misses += 1
-        else:
-            self.hits += 1
-            self._items.move_to_end(key)
-        return value
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return entry[0]
 
     def peek(self, key: K) -> V | None:
         """The value, if kept, without counting or refreshing it."""
-        return self._items.get(key)
+        entry = self._items.get(key)
+        return None if entry is None else entry[0]
 
-    def put(self, key: K, value: V) -> None:
-        if self.size < 1:
+    def put(self, key: K, value: V, cost: int = 1) -> None:
+        if cost > self.size:
             return
-        self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._cost -= old[1]
+        self._items[key] = (value, cost)
+        self._cost += cost
+        while self._cost > self.size:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._cost -= dropped
 
     def __len__(self) -> int:
         return len(self._items)
@@ -179,7 +189,7 @@ class Retriever:
         embedder: Embedder,
         *,
         query_cache_size: int = QUERY_CACHE_SIZE,
-        result_cache_size: int = RESULT_CACHE_SIZE,
+        result_cache_hits: int = RESULT_CACHE_HITS,
         query_vectors: LruCache[str, np.ndarray] | None = None,
     ) -> None:
         """Args:
@@ -192,7 +202,7 @@ class Retriever:
         self.query_vectors: LruCache[str, np.ndarray] = (
             query_vectors if query_vectors is not None else LruCache(query_cache_size)
         )
-        self._results: LruCache[SearchKey, tuple[ScoredChunk, ...]] = LruCache(result_cache_size)
+        self._results: LruCache[SearchKey, tuple[ScoredChunk, ...]] = LruCache(result_cache_hits)
         self._running: dict[SearchKey, asyncio.Future[list[ScoredChunk]]] = {}
         #: Searches answered from the cache (asked again), latest last: what the next generation warms.
         self._repeated: OrderedDict[SearchKey, None] = OrderedDict()
@@ -248,7 +258,7 @@ class Retriever:
             if self._retired and not self._in_threads:
                 self.snapshot.close()
         if k <= RESULT_CACHE_MAX_K:
-            self._results.put(key, tuple(hits))
+            self._results.put(key, tuple(hits), max(1, len(hits)))
         return hits
 
     def _rank(self, query: str, k: int, mode: Mode, vector: np.ndarray | None) -> list[ScoredChunk]:
@@ -284,7 +294,7 @@ class Retriever:
             if time.monotonic() > deadline:
                 break
             hits = self._rank(query, k, mode, vector)
-            self._results.put((query, k, mode), tuple(hits))
+            self._results.put((query, k, mode), tuple(hits), max(1, len(hits)))
             done += 1
         return done
 

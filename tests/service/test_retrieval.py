@@ -39,7 +39,7 @@ def test_a_repeated_query_is_embedded_once(tmp_path) -> None:
 
     async def run() -> None:
         with IndexDirectory(tmp_path / "idx").open_current() as snapshot:
-            retriever = Retriever(snapshot, embedder, query_cache_size=2, result_cache_size=0)
+            retriever = Retriever(snapshot, embedder, query_cache_size=2, result_cache_hits=0)
             for query in ["alpha", "alpha", "beta", "alpha", "gamma", "beta"]:
                 for mode in ("dense", "hybrid"):
                     assert await retriever.search(query, 1, mode)
@@ -164,3 +164,19 @@ def test_a_new_generation_is_warmed_with_the_searches_asked_again(tmp_path) -> N
         await indexer.aclose()
 
     asyncio.run(run())
+
+
+def test_the_lru_cache_bounds_the_cost_of_what_it_keeps() -> None:
+    from service.retrieval import LruCache
+
+    cache: LruCache[str, str] = LruCache(10)
+    cache.put("a", "A", 4)
+    cache.put("b", "B", 4)
+    assert cache.get("a") == "A"  # now the most recent
+    cache.put("c", "C", 4)  # 12 > 10: the least recent, b, goes
+    assert cache.peek("b") is None and cache.peek("a") == "A" and cache.peek("c") == "C"
+    cache.put("a", "A2", 6)  # replacing counts the new cost only: 6 + 4
+    assert len(cache) == 2 and cache.get("a") == "A2"
+    cache.put("huge", "H", 11)  # never fits: kept out, nothing evicted
+    assert cache.peek("huge") is None and len(cache) == 2
+    assert (cache.hits, cache.misses) == (2, 0)
