@@ -104,12 +104,8 @@ def build_index(index_dir: Path, chunks: int) -> dict[str, Any]:
 
 
 def compact_index(index_dir: Path) -> dict[str, Any]:
-    """Merge what the bulk build left (a vector segment per batch) into one, as after any bulk load.
-
-    Served as built, the first few writes would instead pay a one-off merge of all
-    those segments (an IVF index trained again over every vector), not what a write
-    costs from then on.
-    """
+    """Merge what the bulk build left (a segment per batch) into one, as after any bulk load, so
+    that the writes measured pay for themselves, not for merging the build's segments."""
     from indexer import Indexer
 
     started = time.perf_counter()
