@@ -484,7 +484,7 @@ class RagService:
         self._checked_at = 0.0
         try:
             await self._reload()
-        except IoragError as exc:
+        except Exception as exc:  # the write is published: the next search reports what stops reading it
             log.warning("opening the index after a write failed (%s); the next search tries again", exc)
             self._checked_at = 0.0
         return report
