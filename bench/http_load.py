@@ -1,7 +1,8 @@
 """`POST /v1/search` under load, over HTTP on loopback, with and without a stream of writes.
 
-    .venv/bin/python bench/http_load.py [--chunks 100000] [--duration 20] [--connections 16] [--json out.json]
-    .venv/bin/python bench/http_load.py --chunks 5000 --duration 5      # a quick smoke run
+    .venv/bin/python bench/http_load.py [--chunks 100000] [--duration 20] [--rounds 3] [--json out.json]
+    .venv/bin/python bench/http_load.py --chunks 5000 --duration 5 --rounds 1    # a quick smoke run
+    IORAG_BENCH_SOURCE=/path/to/other/checkout .venv/bin/python bench/http_load.py --rounds 0   # serve another iorag
 
 Needs `wrk` (Debian: `apt-get install -y wrk`). What it does:
 
@@ -25,8 +26,8 @@ The server runs with iorag's defaults: no keys (so loopback only), hence no rate
 limit (a keyless loopback server has none), and IORAG_MAX_CONCURRENCY 64, above
 --connections, so neither throttles; any non-2xx answer is counted and reported.
 Besides wrk's figures, each run reports the server's CPU time per request (from
-/proc), which other load on the machine does not change, and the share of a core
-the server got.
+/proc), which other load on the machine changes much less than latency, and the
+share of a core the server got.
 `--server-pid-file` writes the server's pid for a profiler (`py-spy record -p PID`).
 """
 
