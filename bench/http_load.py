@@ -117,6 +117,14 @@ def compact_index(index_dir: Path) -> dict[str, Any]:
 def ensure_index(root: Path, chunks: int, rebuild: bool) -> tuple[Path, dict[str, Any]]:
     base = root / f"base-{chunks}"
     info_file = base / "bench.json"
+    if info_file.exists() and not rebuild:
+        from indexer.store.snapshot import FORMAT
+
+        built = json.loads((base / "CURRENT").read_text()).get("format")
+        if built != FORMAT:
+            print(f"{base} has index format {built}, this iorag writes {FORMAT}: building it again",
+                  file=sys.stderr, flush=True)
+            rebuild = True
     if rebuild or not info_file.exists():
         shutil.rmtree(base, ignore_errors=True)
         print(f"building an index of {chunks:,} chunks in {base} ...", file=sys.stderr, flush=True)
@@ -171,12 +179,17 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/v1/health", timeout=5).status_code == 200:
-                    # The first search opens the snapshot; do it before measuring.
-                    httpx.post(f"{self.url}/v1/search", json={"query": "warm up"}, timeout=60).raise_for_status()
-                    return
+                # The first search opens the snapshot; do it before measuring.
+                answer = httpx.post(f"{self.url}/v1/search", json={"query": "warm up"}, timeout=60)
             except httpx.TransportError:
                 time.sleep(0.2)
+                continue
+            if answer.status_code != 200:
+                raise SystemExit(
+                    f"the server cannot search the index ({answer.status_code}: {answer.text[:300]}); "
+                    "if iorag's index layout changed since it was built, rerun with --rebuild"
+                )
+            return
         raise SystemExit("the server did not answer in time")
 
     def stop(self) -> None:
