@@ -63,6 +63,15 @@ def _sizes(rows: int, keys: int, postings: int) -> dict[str, int]:
     return {"ids": rows, "lengths": rows, "keys": keys, "starts": keys + 1, "rows": postings, "freqs": postings}
 
 
+def _run_starts(*sorted_columns: np.ndarray) -> np.ndarray:
+    """Positions where a run of equal rows (over all the columns, sorted together) begins."""
+    length = len(sorted_columns[0])
+    new = np.ones(length, dtype=bool)
+    if length:
+        new[1:] = np.logical_or.reduce([column[1:] != column[:-1] for column in sorted_columns])
+    return np.flatnonzero(new)
+
+
 def _padding(nbytes: int) -> bytes:
     return b"\0" * (-nbytes % 8)
 
@@ -121,10 +130,7 @@ def _write_postings(
     order = np.lexsort((row_of, keys))
     keys, row_of = keys[order], row_of[order]
     # Runs of equal (key, row) are one posting; their length is the frequency.
-    new = np.ones(len(keys), dtype=bool)
-    if len(keys):
-        new[1:] = (keys[1:] != keys[:-1]) | (row_of[1:] != row_of[:-1])
-    starts_at = np.flatnonzero(new)
+    starts_at = _run_starts(keys, row_of)
     freqs = np.diff(np.append(starts_at, len(keys)))
     post_keys, post_rows = keys[starts_at], row_of[starts_at]
     return _write_sorted(directory, name, ids, lengths, post_keys, post_rows, np.minimum(freqs, _MAX_FREQ))
@@ -135,10 +141,7 @@ def _write_sorted(
     freqs: np.ndarray,
 ) -> dict[str, Any]:
     """Write postings already sorted by (key, row)."""
-    first = np.ones(len(post_keys), dtype=bool)
-    if len(post_keys):
-        first[1:] = post_keys[1:] != post_keys[:-1]
-    term_at = np.flatnonzero(first)
+    term_at = _run_starts(post_keys)
     starts = np.append(term_at, len(post_keys)).astype(np.int64)
     arrays = {"ids": ids, "lengths": lengths, "keys": post_keys[term_at], "starts": starts, "rows": post_rows,
               "freqs": freqs}
@@ -178,9 +181,7 @@ def merge_segments(
             keys, rows, freqs = _postings_between(parts, moves, low, high)
             order = np.lexsort((rows, keys))
             keys, rows, freqs = keys[order], rows[order], freqs[order]
-            first = np.ones(len(keys), dtype=bool)
-            first[1:] = keys[1:] != keys[:-1]
-            term_at = np.flatnonzero(first)
+            term_at = _run_starts(keys)
             spills["keys"].write(keys[term_at].tobytes())
             spills["starts"].write((term_at + postings).astype(np.int64).tobytes())
             spills["rows"].write(rows.astype(np.uint32).tobytes())
