@@ -570,10 +570,14 @@ def drop_collections_outside(snapshot_dir: Path, root: Path, token: str | None) 
         entry = dense_entry({"dense": json.loads((snapshot_dir / DENSE_MARKER).read_bytes())}, snapshot_dir)
     except (OSError, ValueError, CorruptIndexError, AttributeError):
         return None
-    uri = str(entry.get("uri", ""))
-    if entry["backend"] != "milvus" or (is_local(uri) and not Path(uri).is_absolute() and not uri.startswith("..")):
+    if entry["backend"] != "milvus" or _lite_file_inside(str(entry.get("uri", ""))):
         return None
     return None if _drop_collection_of(snapshot_dir, root, token) else str(entry["collection"])
+
+
+def _lite_file_inside(stored_uri: str) -> bool:
+    """Whether a stored Milvus URI names a Lite file inside the index directory (it goes with it)."""
+    return is_local(stored_uri) and not Path(stored_uri).is_absolute() and not stored_uri.startswith("..")
 
 
 def _sweep_lite_file(root: Path, stored_uri: str, keep: set[str]) -> None:
@@ -582,7 +586,7 @@ def _sweep_lite_file(root: Path, stored_uri: str, keep: set[str]) -> None:
     Only a Lite file inside the index directory belongs to this index alone; a server
     or an outside file may hold other indexes' collections, so those are left alone.
     """
-    if Path(stored_uri).is_absolute() or stored_uri.startswith(".."):
+    if not _lite_file_inside(stored_uri):
         return
     present = {p.name.removeprefix(_TMP_PREFIX) for p in root.joinpath("snapshots").glob("*")}
     wanted = {collection_name(s) for s in keep | present}
