@@ -364,6 +364,10 @@ class Snapshot:
         """The visible chunks with these row ids (ids of rows not visible here are left out)."""
         return {row[0]: row_to_chunk(row) for row in self._where_in("chunks", CHUNK_COLUMNS, "id", list(row_ids))}
 
+    def visible_rows(self, row_ids: Sequence[int]) -> set[int]:
+        """Which of these row ids this generation shows (no text is read)."""
+        return {row[0] for row in self._where_in("chunks", "id", "id", list(row_ids))}
+
     # -- dense --------------------------------------------------------------------
 
     def search(self, queries: np.ndarray, k: int) -> list[list[ScoredChunk]]:
@@ -379,6 +383,20 @@ class Snapshot:
         Raises:
             DimensionMismatchError: the queries' dimension is not the snapshot's.
         """
+        ranked = self._dense_rows(self._query_array(queries), k)
+        found = self.rows(sorted({i for hits in ranked for i, _ in hits}))
+        if any(i not in found for hits in ranked for i, _ in hits):
+            raise CorruptIndexError(f"{self.path}: the dense index holds ids that {DB_NAME} does not")
+        return [[ScoredChunk(found[i], score) for i, score in hits] for hits in ranked]
+
+    def dense_search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(row id, score) of the `k` visible chunks nearest to one query vector, best first.
+
+        Reads no chunk: a caller that fuses or cuts the list fetches the rows it keeps (`rows`).
+        """
+        return self._dense_rows(self._query_array(vector), k)[0]
+
+    def _query_array(self, queries: np.ndarray) -> np.ndarray:
         array = np.asarray(queries, dtype=np.float32)
         if array.ndim == 1:
             array = array[None, :]
@@ -388,29 +406,32 @@ class Snapshot:
                 f"{self.manifest.embedding_model} ({self.manifest.dims} dims)",
                 hint="search with the model the index was built with, or index again",
             )
+        return array
+
+    def _dense_rows(self, array: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         k = operator.index(k)
         if k < 0:
             raise ValueError(f"k must not be negative, got {k}")
         take = min(k, self.manifest.chunks)
-        if take == 0 or len(array) == 0:
+        if take <= 0 or len(array) == 0:
             return [[] for _ in range(len(array))]
         index = self._index
         if index is None:
             raise StoreError(f"{self.path}: snapshot is closed")
-        exact = self._backend.exact_count
+        if self._backend.exact_count:
+            # The backend masks tombstones and holds no row of a later generation: every id is visible.
+            scores, ids = index.search(np.ascontiguousarray(array), take)
+            return [[(int(i), float(s)) for s, i in zip(score_row, id_row) if i >= 0]
+                    for score_row, id_row in zip(scores, ids)]
         # A backend that cannot mask deletions (Milvus) is asked for more, and again for more if short.
-        want = take if exact else take + self.dead_rows
+        want = take + self.dead_rows
         while True:
             scores, ids = index.search(np.ascontiguousarray(array), want)
-            found = self.rows(sorted({int(i) for i in ids.ravel() if i >= 0}))
+            visible = self.visible_rows(sorted({int(i) for i in ids.ravel() if i >= 0}))
             results = [
-                [ScoredChunk(found[int(i)], float(s)) for s, i in zip(score_row, id_row) if int(i) in found][:take]
+                [(int(i), float(s)) for s, i in zip(score_row, id_row) if int(i) in visible][:take]
                 for score_row, id_row in zip(scores, ids)
             ]
-            if exact:
-                if any(int(i) >= 0 and int(i) not in found for i in ids.ravel()):
-                    raise CorruptIndexError(f"{self.path}: the dense index holds ids that {DB_NAME} does not")
-                return results
             short = any(len(r) < take and (id_row >= 0).sum() >= want for r, id_row in zip(results, ids))
             if not short or want >= 16_384:
                 return results
@@ -437,20 +458,21 @@ class Snapshot:
     # -- lexical ------------------------------------------------------------------
 
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
-        """BM25 over the stored terms: (row id, score) of the best `k` visible chunks, best first."""
-        return [(i, score) for i, score, _ in self._lexical_hits(query, k)]
+        """BM25 over the stored terms: (row id, score) of the best `k` visible chunks, best first.
 
-    def _lexical_hits(self, query: str, k: int) -> list[tuple[int, float, Chunk]]:
+        Reads no chunk: postings list only this generation's rows and mask its tombstones.
+        """
         if k < 1:
             return []
-        postings = self._opened_postings()
-        terms = self._query_terms().of([query])[0]
-        ids, scores = postings.search(terms, k)
-        # Postings list only this generation's rows and mask its tombstones: every hit is visible.
-        found = self.rows([int(i) for i in ids])
-        if len(found) != len(ids):
+        ids, scores = self._opened_postings().search(self._query_terms().of([query])[0], k)
+        return [(int(i), float(s)) for i, s in zip(ids, scores)]
+
+    def _lexical_hits(self, query: str, k: int) -> list[tuple[int, float, Chunk]]:
+        hits = self.lexical_search(query, k)
+        found = self.rows([i for i, _ in hits])
+        if len(found) != len(hits):
             raise CorruptIndexError(f"{self.path}: the lexical index holds ids that {DB_NAME} does not")
-        return [(int(i), float(s), found[int(i)]) for i, s in zip(ids, scores)]
+        return [(i, score, found[i]) for i, score in hits]
 
     def term_rarity(self, word: str) -> float:
         """BM25's idf of a word's term, log(1 + (N - df + 0.5) / (df + 0.5)); 0.0 if no chunk holds it."""

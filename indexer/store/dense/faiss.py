@@ -210,7 +210,8 @@ class _Segment:
         where = directory / str(entry["name"])
         try:
             self.ids = np.load(where / "ids.npy")
-            self.vectors = np.load(where / "vectors.npy", mmap_mode="r")
+            # A plain array over the mapping (slicing a np.memmap costs Python time per search).
+            self.vectors = np.asarray(np.load(where / "vectors.npy", mmap_mode="r"))
         except (OSError, ValueError) as exc:
             raise CorruptIndexError(f"{where}: unreadable vector segment: {exc}") from exc
         if self.vectors.ndim != 2 or len(self.ids) != len(self.vectors) or len(self.ids) != entry.get("rows"):
