@@ -34,6 +34,7 @@ share of a core the server got.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -237,6 +238,10 @@ def run_wrk(
     return summary
 
 
+#: Numbers the documents the writers post, across rounds.
+_WRITTEN = itertools.count(1)
+
+
 class Writer(threading.Thread):
     """Posts one small new document at a time, as fast as the server takes them."""
 
@@ -251,12 +256,12 @@ class Writer(threading.Thread):
     def run(self) -> None:
         import httpx
 
-        n = 0
         with httpx.Client(base_url=self.url, timeout=60) as client:
             self.started_at = time.perf_counter()
             while not self.stopping.is_set():
-                n += 1
-                doc = {"id": f"load-{n:06d}-{os.getpid()}", "title": f"Load {n}",
+                # New in every round too: a document posted again unchanged publishes nothing.
+                n = next(_WRITTEN)
+                doc = {"id": f"load-{n:06d}", "title": f"Load {n}",
                        "text": scale.document_text(10_000_000 + n)[:600]}
                 t = time.perf_counter()
                 response = client.post("/v1/documents", json={"documents": [doc]})
