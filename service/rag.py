@@ -47,7 +47,8 @@ from .errors import DocumentConflictError, QueryError
 from .indexing import build_indexer
 from .prompting import budget_for
 from .loop_thread import LoopThread
-from .retrieval import Mode, Retriever
+from .retrieval import WARM_SECONDS, Mode, Retriever
+from .warming import WarmingProcess
 
 log = logging.getLogger("iorag.service")
 
@@ -102,6 +103,8 @@ class RagService:
         # The sync methods' event loop; one per service, started by the first sync call.
         self._loop_thread: LoopThread | None = None
         self._loop_lock = threading.Lock()
+        # Answers a new generation's warm-up searches; its child process starts with the first one.
+        self._warming = WarmingProcess()
 
     # -- snapshot handling ------------------------------------------------------
 
@@ -138,13 +141,23 @@ class RagService:
         snapshot = await asyncio.to_thread(self.directory.open_current)
         embedder = self._embedder_for(snapshot.manifest.embedding_model)
         previous = self._retriever
-        # Query vectors outlive a generation (each write publishes one): keep them for the same embedder.
-        vectors = previous.query_vectors if previous is not None and previous.embedder is embedder else None
-        retriever = await asyncio.to_thread(partial(Retriever, snapshot, embedder, query_vectors=vectors))
-        if vectors is not None and previous is not None:
-            # Searches keep going to the previous generation while this one answers the repeated ones.
+        # Query vectors and the searches in vogue outlive a generation (each write publishes one):
+        # keep them for the same embedder.
+        kept = previous if previous is not None and previous.embedder is embedder else None
+        retriever = await asyncio.to_thread(partial(
+            Retriever, snapshot, embedder,
+            query_vectors=kept.query_vectors if kept else None, repeated=kept.repeated if kept else None,
+        ))
+        plan = kept.warm_plan() if kept else []
+        if plan:
+            # Searches keep going to the previous generation while this one answers the repeated ones,
+            # in the warm-up process where it can open the generation (the GIL stays the loop's).
             try:
-                await asyncio.to_thread(retriever.warm, previous.warm_plan())
+                if self._warming.can_rank(snapshot):
+                    ranked = await self._warming.rank(snapshot, plan, WARM_SECONDS)
+                    await asyncio.to_thread(retriever.install, ranked)
+                else:
+                    await asyncio.to_thread(retriever.warm, plan)
             except IoragError as exc:
                 log.warning("warming the new generation's search cache failed (%s)", exc)
         # Keep the previous snapshot open one more round: searches may still be using it.
@@ -531,6 +544,7 @@ class RagService:
             if retriever is not None:
                 retriever.snapshot.close()
         self._retriever = self._retired = None
+        await asyncio.to_thread(self._warming.close)
 
     def close(self) -> None:
         """Release connections and snapshots, and stop the sync calls' event loop thread."""

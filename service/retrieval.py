@@ -11,6 +11,7 @@ from typing import Generic, Literal, Sequence, TypeVar
 import numpy as np
 
 from indexer.embedding import Embedder
+from indexer.errors import CorruptIndexError
 from indexer.models import Chunk, ScoredChunk
 from indexer.store import Snapshot
 from indexer.text import normalize_query
@@ -19,6 +20,8 @@ Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
 K = TypeVar("K")
 V = TypeVar("V")
+#: What fused lists rank: row ids, or chunk ids.
+Item = TypeVar("Item", int, str)
 #: A search as the result cache knows it: (normalised query, k, mode).
 SearchKey = tuple[str, int, Mode]
 
@@ -45,7 +48,7 @@ def reciprocal_rank_fusion(lists: Sequence[Sequence[ScoredChunk]], k: int, rrf_k
 
 
 @dataclass(frozen=True)
-class ScoredList:
+class ScoredList(Generic[Item]):
     """One search's candidates for a query, best first, and what it knows about the rest.
 
     `floor` is the score any item missing from the list would get at most (BM25:
@@ -55,12 +58,12 @@ class ScoredList:
     most `floor`.
     """
 
-    items: Sequence[tuple[str, float]]
+    items: Sequence[tuple[Item, float]]
     depth: int
     floor: float | None = None
 
 
-def fuse_scores(lists: Sequence[ScoredList]) -> list[tuple[str, float]]:
+def fuse_scores(lists: Sequence[ScoredList[Item]]) -> list[tuple[Item, float]]:
     """Fuse scored lists by their normalised scores, each list weighted by its confidence on this query.
 
     Per list, scores are min-max normalised between its last and its best, so
@@ -78,7 +81,7 @@ def fuse_scores(lists: Sequence[ScoredList]) -> list[tuple[str, float]]:
     Returns:
         Every item that appears, with its fused score, best first (ties by item).
     """
-    tables: list[tuple[dict[str, float], float]] = []
+    tables: list[tuple[dict[Item, float], float]] = []
     for scored in lists:
         if not scored.items:
             continue
@@ -89,7 +92,7 @@ def fuse_scores(lists: Sequence[ScoredList]) -> list[tuple[str, float]]:
         filled = np.concatenate([values, np.full(max(0, scored.depth - len(values)), floor)])
         tables.append(({item: float(v) for (item, _), v in zip(scored.items, normalised)}, _top_z(filled)))
     total = sum(confidence for _, confidence in tables)
-    fused: dict[str, float] = {}
+    fused: dict[Item, float] = {}
     for table, confidence in tables:
         weight = confidence / total if total > 0 else 1.0 / len(tables)
         for item, value in table.items():
@@ -103,18 +106,33 @@ def _top_z(values: np.ndarray) -> float:
     return max(float(values.max() - values.mean()) / std, 0.0) if std > 0 else 0.0
 
 
-def score_fusion(dense: Sequence[ScoredChunk], lexical: Sequence[ScoredChunk], k: int, depth: int) -> list[ScoredChunk]:
-    """The `k` best chunks of `fuse_scores` over a dense and a lexical list fetched `depth` deep."""
-    chunks: dict[str, Chunk] = {}
-    for hit in (*dense, *lexical):
-        chunks.setdefault(hit.chunk.chunk_id, hit.chunk)
-    fused = fuse_scores(
-        [
-            ScoredList([(hit.chunk.chunk_id, hit.score) for hit in dense], depth),
-            ScoredList([(hit.chunk.chunk_id, hit.score) for hit in lexical], depth, floor=LEXICAL_FLOOR),
-        ]
-    )
-    return [ScoredChunk(chunks[cid], score) for cid, score in fused[:k]]
+def rank(snapshot: Snapshot, query: str, k: int, mode: Mode, vector: np.ndarray | None) -> list[tuple[int, float]]:
+    """One search's `k` best (row id, score), best first, reading no chunk (`vector`: None for lexical)."""
+    if mode == "lexical" or vector is None:
+        return [(i, score) for i, score in snapshot.lexical_search(query, k) if score > 0]
+    if mode == "dense":
+        return snapshot.dense_search(vector, k)
+    # Fused on row ids: only the k rows kept are read afterwards, not every candidate.
+    depth = max(k, MIN_CANDIDATES)
+    lexical = [(i, score) for i, score in snapshot.lexical_search(query, depth) if score > 0]
+    fused = fuse_scores([
+        ScoredList(snapshot.dense_search(vector, depth), depth),
+        ScoredList(lexical, depth, floor=LEXICAL_FLOOR),
+    ])
+    return fused[:k]
+
+
+def rank_plan(
+    snapshot: Snapshot, plan: Sequence[tuple[SearchKey, np.ndarray | None]], seconds: float
+) -> list[tuple[SearchKey, list[tuple[int, float]]]]:
+    """`rank` each search of a warm-up plan, in order, until `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    ranked: list[tuple[SearchKey, list[tuple[int, float]]]] = []
+    for (query, k, mode), vector in plan:
+        if time.monotonic() > deadline:
+            break
+        ranked.append(((query, k, mode), rank(snapshot, query, k, mode, vector)))
+    return ranked
 
 
 #: Query vectors kept: a repeated question costs no embedding call.
@@ -124,8 +142,10 @@ QUERY_CACHE_SIZE = 1024
 RESULT_CACHE_HITS = 8192
 #: Longer result lists are not kept: the cache is for the repeated questions of a search box, not for deep pages.
 RESULT_CACHE_MAX_K = 100
-#: Searches a new generation answers before it goes live: the latest ones that were asked again.
+#: Searches a new generation answers before it goes live: the latest ones that were asked again...
 WARM_SEARCHES = 64
+#: ... within this many seconds.
+WARM_WINDOW = 30.0
 #: Most seconds a warm-up takes (it delays the write that published the generation).
 WARM_SECONDS = 1.0
 
@@ -173,6 +193,31 @@ class LruCache(Generic[K, V]):
         return len(self._items)
 
 
+class RepeatedSearches:
+    """The searches asked again lately (answered from a result cache), latest last: what each new
+    generation answers before it goes live.
+
+    Shared by a retriever and its successors: a search in vogue stays in vogue across writes,
+    however short-lived each generation is when writes stream in.
+    """
+
+    def __init__(self, size: int = WARM_SEARCHES, window: float = WARM_WINDOW) -> None:
+        self.size = size
+        self.window = window
+        self._seen: OrderedDict[SearchKey, float] = OrderedDict()
+
+    def note(self, key: SearchKey) -> None:
+        self._seen[key] = time.monotonic()
+        self._seen.move_to_end(key)
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+
+    def latest(self) -> list[SearchKey]:
+        """Those asked again within the window, latest first."""
+        since = time.monotonic() - self.window
+        return [key for key, seen in reversed(self._seen.items()) if seen >= since]
+
+
 class Retriever:
     """Searches one snapshot, with a cache of its results (they hold only for this generation).
 
@@ -191,10 +236,12 @@ class Retriever:
         query_cache_size: int = QUERY_CACHE_SIZE,
         result_cache_hits: int = RESULT_CACHE_HITS,
         query_vectors: LruCache[str, np.ndarray] | None = None,
+        repeated: RepeatedSearches | None = None,
     ) -> None:
         """Args:
             query_vectors: a query-vector cache to share, e.g. the one of the retriever this one
                 replaces, when both embed with the same embedder (vectors do not depend on the index).
+            repeated: the searches asked again lately, to share likewise (`warm_plan` reads them).
         """
         self.snapshot = snapshot
         self.embedder = embedder
@@ -204,8 +251,8 @@ class Retriever:
         )
         self._results: LruCache[SearchKey, tuple[ScoredChunk, ...]] = LruCache(result_cache_hits)
         self._running: dict[SearchKey, asyncio.Future[list[ScoredChunk]]] = {}
-        #: Searches answered from the cache (asked again), latest last: what the next generation warms.
-        self._repeated: OrderedDict[SearchKey, None] = OrderedDict()
+        #: Searches answered from the cache (asked again): what the next generation warms.
+        self.repeated = repeated if repeated is not None else RepeatedSearches()
         #: Searches in worker threads now; a retired retriever closes its snapshot when none is left.
         self._in_threads = 0
         self._retired = False
@@ -234,10 +281,7 @@ class Retriever:
         if cached is not None:
             if mode != "lexical":
                 self.cache_hits += 1
-            self._repeated[key] = None
-            self._repeated.move_to_end(key)
-            if len(self._repeated) > WARM_SEARCHES:
-                self._repeated.popitem(last=False)
+            self.repeated.note(key)
             return list(cached)
         running = self._running.get(key)
         if running is None:
@@ -263,19 +307,19 @@ class Retriever:
 
     def _rank(self, query: str, k: int, mode: Mode, vector: np.ndarray | None) -> list[ScoredChunk]:
         """The search itself (in a worker thread): no cache, no event loop."""
-        if vector is None:
-            return self.lexical.search(query, k)
-        depth = k if mode == "dense" else max(k, MIN_CANDIDATES)
-        dense = self.snapshot.search(vector.reshape(1, -1), depth)[0]
-        if mode == "dense":
-            return dense
-        return score_fusion(dense, self.lexical.search(query, depth), k, depth)
+        return self._chunks(rank(self.snapshot, query, k, mode, vector))
+
+    def _chunks(self, hits: Sequence[tuple[int, float]]) -> list[ScoredChunk]:
+        found = self.snapshot.rows([i for i, _ in hits])
+        if len(found) != len(hits):
+            raise CorruptIndexError(f"{self.snapshot.path}: the search index holds rows the chunk table does not")
+        return [ScoredChunk(found[i], score) for i, score in hits]
 
     def warm_plan(self) -> list[tuple[SearchKey, np.ndarray | None]]:
         """The searches a successor should answer before it goes live: the latest repeated ones,
         latest first, each with its cached query vector (None for lexical ones)."""
         plan: list[tuple[SearchKey, np.ndarray | None]] = []
-        for key in reversed(self._repeated):
+        for key in self.repeated.latest():
             vector = None if key[2] == "lexical" else self.query_vectors.peek(key[0])
             if vector is not None or key[2] == "lexical":
                 plan.append((key, vector))
@@ -286,17 +330,22 @@ class Retriever:
 
         Call it in a worker thread before the retriever serves anyone: a write's
         new generation then answers the searches in vogue at once, instead of
-        every one of them missing the cache right after the write.
+        every one of them missing the cache right after the write. A server has
+        them answered in another process instead (`service.warming`) and hands
+        the results to `install`.
         """
-        deadline = time.monotonic() + seconds
-        done = 0
-        for (query, k, mode), vector in plan:
-            if time.monotonic() > deadline:
-                break
-            hits = self._rank(query, k, mode, vector)
-            self._results.put((query, k, mode), tuple(hits), max(1, len(hits)))
-            done += 1
-        return done
+        return self.install(rank_plan(self.snapshot, plan, seconds))
+
+    def install(self, ranked: Sequence[tuple[SearchKey, Sequence[tuple[int, float]]]]) -> int:
+        """Keep searches ranked elsewhere on this generation ((key, [(row id, score)])) in the result
+        cache, reading their chunks in one query; how many were kept. Before the retriever serves."""
+        found = self.snapshot.rows(sorted({i for _, hits in ranked for i, _ in hits}))
+        kept = 0
+        for key, hits in ranked:
+            if all(i in found for i, _ in hits) and key[1] <= RESULT_CACHE_MAX_K:
+                self._results.put(key, tuple(ScoredChunk(found[i], score) for i, score in hits), max(1, len(hits)))
+                kept += 1
+        return kept
 
     def retire(self) -> None:
         """Close the snapshot once no search runs on it any more (from the event loop)."""
