@@ -264,6 +264,7 @@ def _segment(snapshot: Path) -> Path:
         (lambda d: _same_size_garbage(_segment(d) / "vectors.npy"), "unreadable vector segment"),
         (lambda d: _same_size_garbage(d / "chunks.sqlite"), "chunks.sqlite: unreadable"),
         (lambda d: (_segment(d) / "vectors.npy").write_bytes(b"x" * 100), "unreadable vector segment"),
+        (lambda d: os.truncate(_segment(d) / "vectors.npy", 200), "unreadable vector segment"),  # header kept
         (lambda d: _edit_current(d, dims=8), "holds 16-dim vectors but the manifest says 8"),
         (lambda d: _edit_current(d, chunks=25), "the manifest says 25"),
         (lambda d: _edit_current(d, dims="16"), "'dims' is missing or not of type int"),
