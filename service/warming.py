@@ -72,7 +72,11 @@ class WarmingProcess:
         with self._lock:
             child = self._child
             if child is None or child.poll() is not None:
-                child = self._child = _start()
+                try:
+                    child = self._child = _start()
+                except OSError as exc:
+                    log.warning("cannot start the warm-up process (%s); new versions go live unwarmed", exc)
+                    return []
             assert child.stdin is not None and child.stdout is not None
             try:
                 _write_frame(child.stdin, request)
