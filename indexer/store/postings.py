@@ -332,15 +332,21 @@ class Postings:
         if not (end > begin).any():
             return None
         scores = np.zeros(len(segment.ids), dtype=np.float32)
-        norm = BM25_K1 / self.average_length * BM25_B
+        norm = np.float32(BM25_K1 / self.average_length * BM25_B)
         for first, last, weight in zip(begin, end, idf):
             if last <= first:
                 continue
-            rows = np.asarray(segment.rows[first:last])
-            freqs = np.asarray(segment.freqs[first:last], dtype=np.float32)
-            lengths = np.asarray(segment.lengths[rows], dtype=np.float32)
+            rows = segment.rows[first:last]
+            freqs = segment.freqs[first:last].astype(np.float32)
             # BM25: idf * tf (k1 + 1) / (tf + k1 (1 - b + b len / avglen)); rows are unique per term.
-            scores[rows] += weight * freqs * (BM25_K1 + 1) / (freqs + BM25_K1 * (1 - BM25_B) + norm * lengths)
+            # In place, in float32: each posting costs a gather and a few passes, no temporaries.
+            denominator = segment.lengths[rows].astype(np.float32)
+            denominator *= norm
+            denominator += np.float32(BM25_K1 * (1 - BM25_B))
+            denominator += freqs
+            freqs *= np.float32(weight * (BM25_K1 + 1))
+            freqs /= denominator
+            scores[rows] += freqs
         return scores
 
 
