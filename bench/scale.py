@@ -171,7 +171,8 @@ def _exact_top(index_dir: Path, queries: np.ndarray, k: int) -> list[set[int]] |
         scores = np.asarray(vectors) @ queries.T
         scores[~live] = -np.inf
         for q in range(len(queries)):
-            top = np.argpartition(-scores[:, q], k)[:k]
+            # Segments a write left behind may hold fewer rows than k.
+            top = np.argpartition(-scores[:, q], k)[:k] if len(ids) > k else np.arange(len(ids))
             best[q] += [(float(scores[t, q]), int(ids[t])) for t in top]
     return [{i for _, i in sorted(b, reverse=True)[:k]} for b in best]
 
@@ -221,8 +222,9 @@ def step_serve(index_dir: Path) -> dict[str, Any]:
 def step_write(index_dir: Path, chunks: int) -> dict[str, Any]:
     indexer = _indexer(index_dir)
     timings: dict[str, list[float]] = {"add": [], "edit": [], "delete": []}
-    # Ids and versions new to this index, so the step can run again on it.
-    fresh = json.loads((index_dir / "CURRENT").read_text())["generation"] * 10
+    # Ids and versions new to this index, so the step can run again on it (compaction included,
+    # which starts the generations over).
+    fresh = time.time_ns() // 1_000_000
     for n in range(5):
         new = chunks + 1_000_000 + fresh + n
         for name, call in (
