@@ -6,6 +6,9 @@ import asyncio
 import os
 import shutil
 import signal
+from typing import Iterator
+
+import pytest
 
 from indexer import Document, IndexDirectory, Indexer
 from service import RagService, Settings
@@ -35,11 +38,23 @@ def _plan(embedder: HashEmbedder) -> list:
     ]
 
 
-def test_the_child_ranks_a_plan_as_the_server_would_and_install_serves_it(tmp_path) -> None:
+@pytest.fixture
+def indexed(tmp_path) -> tuple[HashEmbedder, list]:
+    """An index of TEXTS under tmp_path/idx, its embedder, and a plan of three searches."""
     embedder = HashEmbedder()
     _index(tmp_path, embedder)
-    plan = _plan(embedder)
-    warming = WarmingProcess()
+    return embedder, _plan(embedder)
+
+
+@pytest.fixture
+def warming() -> Iterator[WarmingProcess]:
+    process = WarmingProcess()
+    yield process
+    process.close()
+
+
+def test_the_child_ranks_a_plan_as_the_server_would_and_install_serves_it(tmp_path, indexed, warming) -> None:
+    embedder, plan = indexed
 
     async def run() -> None:
         with IndexDirectory(tmp_path / "idx").open_current() as snapshot:
@@ -54,17 +69,11 @@ def test_the_child_ranks_a_plan_as_the_server_would_and_install_serves_it(tmp_pa
             # Answered from what was installed: the warmed retriever embedded no query.
             assert warmed.cache_misses == 0 and fresh.cache_misses == 2
 
-    try:
-        asyncio.run(run())
-    finally:
-        warming.close()
+    asyncio.run(run())
 
 
-def test_warming_gives_up_quietly_when_the_generation_is_gone_or_the_child_dies(tmp_path) -> None:
-    embedder = HashEmbedder()
-    _index(tmp_path, embedder)
-    plan = _plan(embedder)
-    warming = WarmingProcess()
+def test_warming_gives_up_quietly_when_the_generation_is_gone_or_the_child_dies(tmp_path, indexed, warming) -> None:
+    _, plan = indexed
 
     async def run() -> None:
         with IndexDirectory(tmp_path / "idx").open_current() as snapshot:
@@ -78,15 +87,11 @@ def test_warming_gives_up_quietly_when_the_generation_is_gone_or_the_child_dies(
             shutil.rmtree(snapshot.path / "lexical")
             assert await warming.rank(snapshot, plan, 30.0) == []
 
-    try:
-        asyncio.run(run())
-    finally:
-        warming.close()
+    asyncio.run(run())
 
 
-def test_a_write_through_the_service_is_warmed_by_the_child_with_the_new_generation(tmp_path) -> None:
-    embedder = HashEmbedder()
-    _index(tmp_path, embedder)
+def test_a_write_through_the_service_is_warmed_by_the_child_with_the_new_generation(tmp_path, indexed) -> None:
+    embedder, _ = indexed
     settings = Settings(index_dir=tmp_path / "idx")
 
     async def run() -> None:
