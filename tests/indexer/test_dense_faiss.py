@@ -66,3 +66,10 @@ def test_in_a_large_index_a_mid_sized_write_gets_an_approximate_index(tmp_path: 
     assert [s["ann"] for s in large] == [False, True]  # 6,000 rows in all: a 3,000-row write gets IVF
     tiny = backend.add(tmp_path, entry, large, "c", np.arange(6_000, 6_100), vectors[6_000:6_100])
     assert tiny[-1]["ann"] is False  # under ANN_MIN_ROWS_IN_LARGE: scanning it costs little
+
+
+def test_a_mid_sized_segment_trains_without_faiss_warning_on_stderr(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    vectors = clustered(2_048, 32, clusters=30, seed=4)  # 181 cells, 11 training points each
+    entry = dense_faiss.write_segment(tmp_path, "seg", np.arange(len(vectors)), vectors, ann_min_rows=0)
+    assert entry["ann"]
+    assert "WARNING" not in capfd.readouterr().err
