@@ -13,6 +13,7 @@ import pytest
 from indexer import Document, IndexDirectory, Indexer
 from service import RagService, Settings
 from service.retrieval import Retriever, rank_plan
+from service import warming as warming_module
 from service.warming import WarmingProcess
 
 from ..conftest import HashEmbedder
@@ -72,16 +73,28 @@ def test_the_child_ranks_a_plan_as_the_server_would_and_install_serves_it(tmp_pa
     asyncio.run(run())
 
 
-def test_warming_gives_up_quietly_when_the_generation_is_gone_or_the_child_dies(tmp_path, indexed, warming) -> None:
+def test_warming_gives_up_quietly_when_the_generation_is_gone_or_the_child_dies(
+    tmp_path, indexed, warming, monkeypatch
+) -> None:
     _, plan = indexed
 
     async def run() -> None:
         with IndexDirectory(tmp_path / "idx").open_current() as snapshot:
             assert await warming.rank(snapshot, plan, 30.0)
-            assert warming._child is not None
-            os.kill(warming._child.pid, signal.SIGKILL)
-            assert await warming.rank(snapshot, plan, 30.0) == []
-            # A new child takes over with the next plan.
+            killed = warming._child
+            assert killed is not None
+            os.kill(killed.pid, signal.SIGKILL)
+            killed.wait()
+            # A child found dead is replaced before the plan is sent.
+            assert await warming.rank(snapshot, plan, 30.0) == rank_plan(snapshot, plan, 30.0)
+            stalled = warming._child
+            assert stalled is not None and stalled is not killed
+            # One that stops answering is given up once the plan's time and the start allowance are
+            # over, and stopped; the next plan starts a new one.
+            os.kill(stalled.pid, signal.SIGSTOP)
+            monkeypatch.setattr(warming_module, "START_SECONDS", 0.5)
+            assert await warming.rank(snapshot, plan, 0.0) == []
+            assert stalled.poll() is not None and warming._child is None
             assert await warming.rank(snapshot, plan, 30.0) == rank_plan(snapshot, plan, 30.0)
             # The generation's files collected (a later write compacted): nothing to warm, no error.
             shutil.rmtree(snapshot.path / "lexical")
