@@ -12,7 +12,7 @@ import numpy as np
 
 from indexer.embedding import Embedder
 from indexer.errors import CorruptIndexError
-from indexer.models import Chunk, ScoredChunk
+from indexer.models import ScoredChunk
 from indexer.store import Snapshot
 from indexer.text import normalize_query
 
@@ -25,26 +25,10 @@ Item = TypeVar("Item", int, str)
 #: A search as the result cache knows it: (normalised query, k, mode).
 SearchKey = tuple[str, int, Mode]
 
-#: The usual RRF constant: damps the head so one list cannot dominate.
-RRF_K = 60
 #: Each list contributes this many candidates (at least) to the fusion.
 MIN_CANDIDATES = 100
 #: What a chunk the lexical search did not return scores: it shares no term with the query.
 LEXICAL_FLOOR = 0.0
-
-
-def reciprocal_rank_fusion(lists: Sequence[Sequence[ScoredChunk]], k: int, rrf_k: int = RRF_K) -> list[ScoredChunk]:
-    """Fuse ranked lists: score = sum of 1 / (rrf_k + rank) over the lists a chunk appears in."""
-    scores: dict[str, float] = {}
-    chunks: dict[str, Chunk] = {}
-    for ranked in lists:
-        for rank, hit in enumerate(ranked, start=1):
-            chunk_id = hit.chunk.chunk_id
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (rrf_k + rank)
-            chunks.setdefault(chunk_id, hit.chunk)
-    # Ties break on chunk id so results are deterministic.
-    best = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
-    return [ScoredChunk(chunks[cid], scores[cid]) for cid in best]
 
 
 @dataclass(frozen=True)

@@ -1,29 +1,6 @@
-"""Fusion and search modes."""
+"""Retrievers: search modes, the result cache and warm-ups."""
 
 from __future__ import annotations
-
-from indexer.models import Chunk, ScoredChunk
-from service.retrieval import reciprocal_rank_fusion
-
-
-def hit(chunk_id: str, score: float = 1.0) -> ScoredChunk:
-    chunk = Chunk(chunk_id=chunk_id, doc_id="d", ordinal=0, text=chunk_id, start=0, end=1, tokens=1)
-    return ScoredChunk(chunk, score)
-
-
-def test_rrf_rewards_agreement_between_lists() -> None:
-    dense = [hit("a"), hit("b"), hit("c")]
-    lexical = [hit("b"), hit("d"), hit("a")]
-    fused = reciprocal_rank_fusion([dense, lexical], k=4)
-    ids = [h.chunk.chunk_id for h in fused]
-    assert ids == ["b", "a", "d", "c"]  # in both lists beats first in one
-    assert fused[0].score == 1 / 62 + 1 / 61
-
-
-def test_rrf_truncates_and_is_deterministic_on_ties() -> None:
-    fused = reciprocal_rank_fusion([[hit("x")], [hit("y")]], k=1)
-    assert [h.chunk.chunk_id for h in fused] == ["x"]
-    assert reciprocal_rank_fusion([[], []], k=5) == []
 
 
 def test_a_repeated_query_is_embedded_once(tmp_path) -> None:
