@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
+import pytest
+
+from indexer import Document, IndexDirectory, Indexer
+from indexer.errors import StoreError
+from service.retrieval import LruCache, Retriever
+
+from ..conftest import HashEmbedder
+
+
+def _two_documents(tmp_path) -> tuple[HashEmbedder, Indexer]:
+    """An index of two short documents under tmp_path/idx, with its embedder and indexer."""
+    embedder = HashEmbedder()
+    indexer = Indexer(tmp_path / "idx", embedder=embedder)
+    indexer.add_documents([Document(id="a", text="Alpha beta gamma."), Document(id="b", text="Delta beta.")])
+    return embedder, indexer
+
 
 def test_a_repeated_query_is_embedded_once(tmp_path) -> None:
-    import asyncio
-
-    from indexer import Document, IndexDirectory, Indexer
-    from service.retrieval import Retriever
-
-    from ..conftest import HashEmbedder
-
     embedder = HashEmbedder()
     Indexer(tmp_path / "idx", embedder=embedder).add_documents([Document(id="a", text="Alpha beta gamma.")])
 
@@ -27,16 +39,7 @@ def test_a_repeated_query_is_embedded_once(tmp_path) -> None:
 
 
 def test_repeated_searches_are_answered_from_the_generations_own_results(tmp_path) -> None:
-    import asyncio
-
-    from indexer import Document, IndexDirectory, Indexer
-    from service.retrieval import Retriever
-
-    from ..conftest import HashEmbedder
-
-    embedder = HashEmbedder()
-    indexer = Indexer(tmp_path / "idx", embedder=embedder)
-    indexer.add_documents([Document(id="a", text="Alpha beta gamma."), Document(id="b", text="Delta beta.")])
+    embedder, indexer = _two_documents(tmp_path)
 
     async def run() -> None:
         with IndexDirectory(tmp_path / "idx").open_current() as snapshot:
@@ -64,17 +67,6 @@ def test_repeated_searches_are_answered_from_the_generations_own_results(tmp_pat
 
 
 def test_searches_run_off_the_event_loop_once_per_key_and_a_retired_snapshot_waits_for_them(tmp_path) -> None:
-    import asyncio
-    import threading
-
-    import pytest
-
-    from indexer import Document, IndexDirectory, Indexer
-    from indexer.errors import StoreError
-    from service.retrieval import Retriever
-
-    from ..conftest import HashEmbedder
-
     embedder = HashEmbedder()
     Indexer(tmp_path / "idx", embedder=embedder).add_documents([Document(id="a", text="Alpha beta gamma.")])
     snapshot = IndexDirectory(tmp_path / "idx").open_current()
@@ -109,16 +101,7 @@ def test_searches_run_off_the_event_loop_once_per_key_and_a_retired_snapshot_wai
 
 
 def test_a_new_generation_is_warmed_with_the_searches_asked_again(tmp_path) -> None:
-    import asyncio
-
-    from indexer import Document, IndexDirectory, Indexer
-    from service.retrieval import Retriever
-
-    from ..conftest import HashEmbedder
-
-    embedder = HashEmbedder()
-    indexer = Indexer(tmp_path / "idx", embedder=embedder)
-    indexer.add_documents([Document(id="a", text="Alpha beta gamma."), Document(id="b", text="Delta beta.")])
+    embedder, indexer = _two_documents(tmp_path)
 
     async def run() -> None:
         with IndexDirectory(tmp_path / "idx").open_current() as snapshot:
@@ -144,8 +127,6 @@ def test_a_new_generation_is_warmed_with_the_searches_asked_again(tmp_path) -> N
 
 
 def test_the_lru_cache_bounds_the_cost_of_what_it_keeps() -> None:
-    from service.retrieval import LruCache
-
     cache: LruCache[str, str] = LruCache(10)
     cache.put("a", "A", 4)
     cache.put("b", "B", 4)
