@@ -11,7 +11,6 @@ from typing import Generic, Literal, Sequence, TypeVar
 import numpy as np
 
 from indexer.embedding import Embedder
-from indexer.errors import CorruptIndexError
 from indexer.models import ScoredChunk
 from indexer.store import Snapshot
 from indexer.text import normalize_query
@@ -24,6 +23,10 @@ V = TypeVar("V")
 Item = TypeVar("Item", int, str)
 #: A search as the result cache knows it: (normalised query, k, mode).
 SearchKey = tuple[str, int, Mode]
+#: Searches to answer before a generation goes live, each with its query vector (None for lexical).
+WarmPlan = Sequence[tuple[SearchKey, np.ndarray | None]]
+#: Searches answered as (row id, score) lists, to install in a result cache.
+Ranked = list[tuple[SearchKey, list[tuple[int, float]]]]
 
 #: Each list contributes this many candidates (at least) to the fusion.
 MIN_CANDIDATES = 100
@@ -107,11 +110,11 @@ def rank(snapshot: Snapshot, query: str, k: int, mode: Mode, vector: np.ndarray 
 
 
 def rank_plan(
-    snapshot: Snapshot, plan: Sequence[tuple[SearchKey, np.ndarray | None]], seconds: float
-) -> list[tuple[SearchKey, list[tuple[int, float]]]]:
+    snapshot: Snapshot, plan: WarmPlan, seconds: float
+) -> Ranked:
     """`rank` each search of a warm-up plan, in order, until `seconds` have passed."""
     deadline = time.monotonic() + seconds
-    ranked: list[tuple[SearchKey, list[tuple[int, float]]]] = []
+    ranked: Ranked = []
     for (query, k, mode), vector in plan:
         if time.monotonic() > deadline:
             break
@@ -291,13 +294,7 @@ class Retriever:
 
     def _rank(self, query: str, k: int, mode: Mode, vector: np.ndarray | None) -> list[ScoredChunk]:
         """The search itself (in a worker thread): no cache, no event loop."""
-        return self._chunks(rank(self.snapshot, query, k, mode, vector))
-
-    def _chunks(self, hits: Sequence[tuple[int, float]]) -> list[ScoredChunk]:
-        found = self.snapshot.rows([i for i, _ in hits])
-        if len(found) != len(hits):
-            raise CorruptIndexError(f"{self.snapshot.path}: the search index holds rows the chunk table does not")
-        return [ScoredChunk(found[i], score) for i, score in hits]
+        return self.snapshot.scored_chunks(rank(self.snapshot, query, k, mode, vector))[0]
 
     def warm_plan(self) -> list[tuple[SearchKey, np.ndarray | None]]:
         """The searches a successor should answer before it goes live: the latest repeated ones,
@@ -309,7 +306,7 @@ class Retriever:
                 plan.append((key, vector))
         return plan
 
-    def warm(self, plan: Sequence[tuple[SearchKey, np.ndarray | None]], seconds: float = WARM_SECONDS) -> int:
+    def warm(self, plan: WarmPlan, seconds: float = WARM_SECONDS) -> int:
         """Answer `plan`'s searches into the result cache, for at most `seconds`; how many were.
 
         Call it in a worker thread before the retriever serves anyone: a write's
@@ -323,13 +320,10 @@ class Retriever:
     def install(self, ranked: Sequence[tuple[SearchKey, Sequence[tuple[int, float]]]]) -> int:
         """Keep searches ranked elsewhere on this generation ((key, [(row id, score)])) in the result
         cache, reading their chunks in one query; how many were kept. Before the retriever serves."""
-        found = self.snapshot.rows(sorted({i for _, hits in ranked for i, _ in hits}))
-        kept = 0
-        for key, hits in ranked:
-            if all(i in found for i, _ in hits) and key[1] <= RESULT_CACHE_MAX_K:
-                self._results.put(key, tuple(ScoredChunk(found[i], score) for i, score in hits), max(1, len(hits)))
-                kept += 1
-        return kept
+        kept = [(key, hits) for key, hits in ranked if key[1] <= RESULT_CACHE_MAX_K]
+        for (key, _), chunks in zip(kept, self.snapshot.scored_chunks(*(hits for _, hits in kept))):
+            self._results.put(key, tuple(chunks), max(1, len(chunks)))
+        return len(kept)
 
     def retire(self) -> None:
         """Close the snapshot once no search runs on it any more (from the event loop)."""

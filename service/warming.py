@@ -28,20 +28,15 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Any, Sequence
-
-import numpy as np
+from typing import IO, Any
 
 from indexer.errors import IoragError
 from indexer.store import Snapshot
 from indexer.store.snapshot import Manifest
 
-from .retrieval import SearchKey, rank_plan
+from .retrieval import Ranked, WarmPlan, rank_plan
 
 log = logging.getLogger(__name__)
-
-Ranked = list[tuple[SearchKey, list[tuple[int, float]]]]
-Plan = Sequence[tuple[SearchKey, np.ndarray | None]]
 
 #: Seconds a child may take to start (imports) on top of a plan's own time before it is given up.
 START_SECONDS = 60.0
@@ -61,7 +56,7 @@ class WarmingProcess:
         while a Milvus Lite file takes one process at a time."""
         return snapshot.manifest.dense.get("backend", "faiss") == "faiss"
 
-    async def rank(self, snapshot: Snapshot, plan: Plan, seconds: float) -> Ranked:
+    async def rank(self, snapshot: Snapshot, plan: WarmPlan, seconds: float) -> Ranked:
         """The plan's searches ranked on `snapshot`'s generation by the child, for at most `seconds`
         of its time; an empty list when the child cannot (the generation's files already collected
         by a later write, the child gone): warming is an optimisation, searches still answer."""
@@ -141,7 +136,7 @@ def _read_frame(stream: IO[bytes]) -> Any | None:
     return pickle.loads(data) if len(data) == size else None
 
 
-def _rank_generation(root: Path, manifest: Manifest, plan: Plan, seconds: float) -> Ranked:
+def _rank_generation(root: Path, manifest: Manifest, plan: WarmPlan, seconds: float) -> Ranked:
     """Open the generation `manifest` names (not whatever is current by now) and rank the plan."""
     with Snapshot(root, manifest) as snapshot:
         return rank_plan(snapshot, plan, seconds)

@@ -364,6 +364,18 @@ class Snapshot:
         """The visible chunks with these row ids (ids of rows not visible here are left out)."""
         return {row[0]: row_to_chunk(row) for row in self._where_in("chunks", CHUNK_COLUMNS, "id", list(row_ids))}
 
+    def scored_chunks(self, *ranked: Sequence[tuple[int, float]]) -> list[list[ScoredChunk]]:
+        """The chunks of ranked (row id, score) lists, in their order, read in one query.
+
+        Raises:
+            CorruptIndexError: a list names a row this generation does not hold (a search index
+                out of step with the chunk table).
+        """
+        found = self.rows(sorted({i for hits in ranked for i, _ in hits}))
+        if any(i not in found for hits in ranked for i, _ in hits):
+            raise CorruptIndexError(f"{self.path}: the search index holds ids that {DB_NAME} does not")
+        return [[ScoredChunk(found[i], score) for i, score in hits] for hits in ranked]
+
     def visible_rows(self, row_ids: Sequence[int]) -> set[int]:
         """Which of these row ids this generation shows (no text is read)."""
         return {row[0] for row in self._where_in("chunks", "id", "id", list(row_ids))}
@@ -383,11 +395,7 @@ class Snapshot:
         Raises:
             DimensionMismatchError: the queries' dimension is not the snapshot's.
         """
-        ranked = self._dense_rows(self._query_array(queries), k)
-        found = self.rows(sorted({i for hits in ranked for i, _ in hits}))
-        if any(i not in found for hits in ranked for i, _ in hits):
-            raise CorruptIndexError(f"{self.path}: the dense index holds ids that {DB_NAME} does not")
-        return [[ScoredChunk(found[i], score) for i, score in hits] for hits in ranked]
+        return self.scored_chunks(*self._dense_rows(self._query_array(queries), k))
 
     def dense_search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(row id, score) of the `k` visible chunks nearest to one query vector, best first.
@@ -467,13 +475,6 @@ class Snapshot:
         ids, scores = self._opened_postings().search(self._query_terms().of([query])[0], k)
         return [(int(i), float(s)) for i, s in zip(ids, scores)]
 
-    def _lexical_hits(self, query: str, k: int) -> list[tuple[int, float, Chunk]]:
-        hits = self.lexical_search(query, k)
-        found = self.rows([i for i, _ in hits])
-        if len(found) != len(hits):
-            raise CorruptIndexError(f"{self.path}: the lexical index holds ids that {DB_NAME} does not")
-        return [(i, score, found[i]) for i, score in hits]
-
     def term_rarity(self, word: str) -> float:
         """BM25's idf of a word's term, log(1 + (N - df + 0.5) / (df + 0.5)); 0.0 if no chunk holds it."""
         term = self._query_terms().stem(word)
@@ -537,4 +538,4 @@ class LexicalView:
 
     def search(self, query: str, k: int) -> list[ScoredChunk]:
         """Chunks that share terms with `query`, best first; chunks scoring 0 are left out."""
-        return [ScoredChunk(chunk, s) for _, s, chunk in self.snapshot._lexical_hits(query, k) if s > 0]
+        return self.snapshot.scored_chunks([(i, s) for i, s in self.snapshot.lexical_search(query, k) if s > 0])[0]
